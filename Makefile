@@ -1,0 +1,101 @@
+# Slackline: build, test, install. `make help` lists the targets.
+include make/config.mk
+include make/deps.mk
+
+# ---- variant and folders --------------------------------------------------------------------
+VARIANT := $(strip $(if $(filter 1,$(DEBUG)),debug) $(if $(filter 1,$(ASAN)),asan) \
+             $(if $(filter 1,$(TSAN)),tsan) $(if $(filter 1,$(UBSAN)),ubsan) \
+             $(if $(filter 1,$(USE_KEY32)),key32))
+BUILD := build$(if $(VARIANT),/$(subst $(eval) ,-,$(VARIANT)))
+GEN := $(BUILD)/gen
+OBJ := $(BUILD)/obj
+
+# ---- flags ----------------------------------------------------------------------------------
+OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
+SAN := $(if $(filter 1,$(ASAN)),-fsanitize=address -fno-omit-frame-pointer) \
+       $(if $(filter 1,$(TSAN)),-fsanitize=thread) \
+       $(if $(filter 1,$(UBSAN)),-fsanitize=undefined -fno-sanitize-recover=undefined)
+KEYDEF := $(if $(filter 1,$(USE_KEY32)),-DPS_USE_KEY32=1)
+CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -pthread \
+            $(SAN) $(KEYDEF) -Iinclude -Isrc -Itests -I$(GEN) -MMD -MP
+LDFLAGS += $(SAN)
+
+# ---- library --------------------------------------------------------------------------------
+LIB_SRCS := $(sort $(wildcard src/*/*.cc))
+PROTO_SRC := $(GEN)/meta.pb.cc
+LIB_OBJS := $(LIB_SRCS:%.cc=$(OBJ)/%.o) $(OBJ)/gen/meta.pb.o
+
+# ---- tests ----------------------------------------------------------------------------------
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/*_test.cc))
+INTEG_SRCS := $(sort $(wildcard tests/integration/*_test.cc))
+PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
+TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
+PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
+
+.PHONY: all lib test lint install clean help
+all: lib
+lib: $(BUILD)/libps.a $(BUILD)/libps.so $(BUILD)/pkgconfig/ps.pc
+
+help:
+	@echo "make [all]      build $(BUILD)/libps.a, libps.so and pkgconfig/ps.pc"
+	@echo "make test       build and run every test; ends with 'N passed, M failed'"
+	@echo "make deps       install the Debian packages the build needs"
+	@echo "make lint       check formatting with clang-format"
+	@echo "make install PREFIX=DIR"
+	@echo "options: DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
+
+# Generated protobuf code; objects wait for it, since several include meta.pb.h.
+$(GEN)/meta.pb.cc $(GEN)/meta.pb.h: src/message/meta.proto | $(DEPS_STAMP)
+	@mkdir -p $(GEN)
+	protoc --proto_path=src/message --cpp_out=$(GEN) $<
+
+$(OBJ)/%.o: %.cc | $(DEPS_STAMP) $(GEN)/meta.pb.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(OBJ)/gen/meta.pb.o: $(GEN)/meta.pb.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -Wno-extra -c $< -o $@
+
+$(BUILD)/libps.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libps.so: $(LIB_OBJS)
+	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(DEP_LIBS)
+
+# ps.pc for the in-tree build: points at this checkout's include/ and $(BUILD)/.
+$(BUILD)/pkgconfig/ps.pc: make/ps.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
+	    -e 's|@CFLAGS@|$(KEYDEF)|' $< > $@
+
+# Test binaries link the static library, so they run from any folder. Programs that tests
+# start as processes have their own main().
+$(PROG_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
+
+$(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
+
+test: $(TEST_BINS) $(PROG_BINS) lib
+	@python3 tests/run_tests.py --build-dir $(BUILD)
+
+lint: | $(DEPS_STAMP)
+	@files=$$(git ls-files '*.h' '*.cc'); \
+	clang-format --dry-run --Werror $$files && echo "lint: $$(echo $$files | wc -w) files formatted"
+
+install: lib
+	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig
+	install -m 644 include/ps/*.h $(PREFIX)/include/ps/
+	install -m 644 include/ps/internal/*.h $(PREFIX)/include/ps/internal/
+	install -m 644 $(BUILD)/libps.a $(BUILD)/libps.so $(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/lib|' \
+	    -e 's|@CFLAGS@|$(KEYDEF)|' make/ps.pc.in > $(PREFIX)/lib/pkgconfig/ps.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

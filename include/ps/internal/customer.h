@@ -1,0 +1,98 @@
+// Customer is one app's endpoint on a node: it issues timestamps for requests, matches the
+// responses to them, and runs the app's handler on every message it receives.
+//
+// Threads: the customer owns one receive thread, started by the constructor and joined by the
+// destructor; the handler runs there, one message at a time, highest priority first. The handler
+// must not wait for a request of the same customer (it would wait for itself). All other methods
+// are thread-safe.
+#ifndef PS_INTERNAL_CUSTOMER_H_
+#define PS_INTERNAL_CUSTOMER_H_
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "ps/internal/message.h"
+#include "ps/internal/threadsafe_queue.h"
+#include "ps/status.h"
+
+namespace ps {
+
+class Postoffice;
+
+class Customer {
+ public:
+  using RecvHandle = std::function<void(const Message& recved)>;
+
+  // Registers with "postoffice" (the default node when null) under (app_id, customer_id) and
+  // starts the receive thread. Messages for this customer that arrived earlier are delivered now.
+  Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
+           Postoffice* postoffice = nullptr);
+  // Unregisters and joins the receive thread. Requests still pending are abandoned.
+  ~Customer();
+
+  Customer(const Customer&) = delete;
+  Customer& operator=(const Customer&) = delete;
+
+  int app_id() const { return app_id_; }
+  int customer_id() const { return customer_id_; }
+  Postoffice* postoffice() const { return postoffice_; }
+
+  // Starts tracking a request to "recver" (a node id or a group) and returns its timestamp; the
+  // request finishes when every node of "recver" has answered. A dead receiver fails it at once.
+  int NewRequest(int recver);
+  // The same for an explicit list of node ids (a request that goes to some servers only).
+  int NewRequest(const std::vector<int>& recvers);
+
+  // Blocks until request "timestamp" finished. Returns its failure, if any: a receiver died, or
+  // answered with an error. REQUIRES: not on this customer's receive thread.
+  Status TryWaitRequest(int timestamp);
+  // ps-lite's wait: on failure, reports it and ends the process (see Postoffice::Die).
+  void WaitRequest(int timestamp);
+
+  // Responses received so far by pending request "timestamp"; 0 once it finished.
+  int NumResponse(int timestamp);
+  // Counts "num" responses for "timestamp" without a message (ps-lite: nodes skipped).
+  void AddResponse(int timestamp, int num = 1);
+
+  // Queues a message for the receive thread. Called by the postoffice on the van thread.
+  void Accept(const Message& recved);
+  // Fails pending requests that wait for node "node_id", or all of them with "everything".
+  void OnNodeFailed(int node_id, const Status& why, bool everything);
+
+ private:
+  struct Pending {
+    std::vector<int> awaiting;  // nodes that have not answered yet
+    int remaining = 0;          // answers still expected
+    int received = 0;
+    Status status;              // first error answered
+  };
+
+  void Receiving();
+  // Records one response from "sender" to "ts"; finishes the request after the last one.
+  // REQUIRES: mu_ held.
+  void AddResponseLocked(int ts, int sender, const Status& error);
+  void FinishLocked(int ts, Status status);
+
+  // Constant after construction.
+  const int app_id_;
+  const int customer_id_;
+  const RecvHandle recv_handle_;
+  Postoffice* const postoffice_;
+
+  ThreadsafePQueue<Message> recv_queue_;
+  std::thread recv_thread_;
+
+  // Protected by mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int next_timestamp_ = 0;
+  std::unordered_map<int, Pending> pending_;  // finished requests are erased
+  std::unordered_map<int, Status> failed_;    // failed requests, until waited for
+};
+
+}  // namespace ps
+#endif  // PS_INTERNAL_CUSTOMER_H_

@@ -1,0 +1,131 @@
+// Postoffice is a node: its configuration, its van, its customers, and the membership the van
+// learned (node ids, groups, server key ranges). ps-lite's free functions (ps::Start, ...) act on
+// the default node, Postoffice::Get(); tests and embedders may create further, independent
+// nodes in the same process, each with its own configuration.
+//
+// Thread safety: all methods are thread-safe. Start() may be called by several customer threads
+// of one process concurrently; each Start() is matched by one Finalize().
+#ifndef PS_INTERNAL_POSTOFFICE_H_
+#define PS_INTERNAL_POSTOFFICE_H_
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ps/base.h"
+#include "ps/internal/customer.h"
+#include "ps/internal/env.h"
+#include "ps/internal/van.h"
+#include "ps/range.h"
+#include "ps/status.h"
+
+namespace ps {
+
+class Postoffice {
+ public:
+  // The default node, configured by the process environment (and Environment::Init).
+  static Postoffice* Get();
+
+  // An independent node configured by "env", which takes precedence over the process
+  // environment. Starts nothing.
+  explicit Postoffice(std::unordered_map<std::string, std::string> env);
+  // Stops the van if it still runs.
+  ~Postoffice();
+
+  Postoffice(const Postoffice&) = delete;
+  Postoffice& operator=(const Postoffice&) = delete;
+
+  // Starts this node for "customer_id": the first call reads the configuration, binds and
+  // starts the van; every call registers its customer and blocks until the whole job has
+  // registered; with "do_barrier" it then waits in a barrier of all nodes.
+  // The Try form returns failures; the other reports them and ends the process.
+  Status TryStart(int customer_id, const char* argv0 = nullptr, bool do_barrier = true);
+  void Start(int customer_id, const char* argv0 = nullptr, bool do_barrier = true);
+
+  // Ends "customer_id": with "do_barrier", waits in the final barrier of all nodes. The last
+  // Finalize of the process stops the van and runs the exit callbacks.
+  Status TryFinalize(int customer_id, bool do_barrier = true);
+  void Finalize(int customer_id, bool do_barrier = true);
+
+  // Blocks until every customer of every node in "node_group" called Barrier with that group.
+  // Fails when a node of the group dies.
+  Status TryBarrier(int customer_id, int node_group);
+  void Barrier(int customer_id, int node_group);
+
+  // Customers register themselves; messages for a customer not registered yet wait for it.
+  void AddCustomer(Customer* customer);
+  void RemoveCustomer(Customer* customer);
+  // The customer (app_id, customer_id), waiting up to "timeout" seconds for it to register.
+  Customer* GetCustomer(int app_id, int customer_id, int timeout = 0) const;
+
+  // Node ids of a group (or {id} for a single node id). REQUIRES: started.
+  const std::vector<int>& GetNodeIDs(int node_id) const;
+  // The key range of each server, by rank. Together they cover [0, kMaxKey]: each is
+  // [begin, end) except the last, whose end kMaxKey belongs to it.
+  const std::vector<Range>& GetServerKeyRanges();
+  // The server rank that owns "key" under GetServerKeyRanges().
+  int ServerRankForKey(Key key);
+
+  // Called after the van stopped, by the last Finalize.
+  using Callback = std::function<void()>;
+  void RegisterExitCallback(const Callback& cb);
+
+  static inline int WorkerRankToID(int rank) { return rank * 2 + 9; }
+  static inline int ServerRankToID(int rank) { return rank * 2 + 8; }
+  static inline int IDtoRank(int id) { return std::max((id - 8) / 2, 0); }
+
+  // The configuration; zero or false if it does not parse (TryStart says why).
+  int num_workers();
+  int num_servers();
+  bool is_worker();
+  bool is_server();
+  bool is_scheduler();
+  int verbose();
+  // The rank of this node within its role, once started.
+  int my_rank() const;
+  bool is_recovery() const { return false; }
+  Van* van() const { return van_.get(); }
+  Environment* env() const { return env_; }
+  // OK while node "id" can answer, else why not (it died, or the job was ended).
+  Status PeerStatus(int id) const;
+
+  // Reports "why" as this node's one-line error and ends the process with exit code 1, without
+  // running destructors (other threads are still running). ps-lite's void calls end here.
+  [[noreturn]] void Die(const Status& why) const;
+
+ private:
+  Postoffice();  // the default node
+  Status ParseConfigLocked();
+  void OnData(Message&& msg);
+  void OnNodeFailed(const Node& node, const Status& why);
+  void BuildNodeIDs();
+
+  // Constant after construction.
+  std::unique_ptr<Environment> own_env_;
+  Environment* const env_;
+
+  // Protected by start_mu_.
+  mutable std::mutex start_mu_;
+  bool config_parsed_ = false;
+  Status config_status_;
+  VanOptions options_;
+  std::unique_ptr<Van> van_;  // set once by the first Start; reset by the next Start after stop
+  int active_customers_ = 0;  // Start calls not yet matched by Finalize
+  std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids
+  std::vector<Range> server_key_ranges_;
+  std::vector<Callback> exit_callbacks_;
+
+  // Protected by customers_mu_.
+  mutable std::mutex customers_mu_;
+  mutable std::condition_variable customers_cv_;
+  std::map<int, std::map<int, Customer*>> customers_;  // app id -> customer id -> customer
+  std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer
+};
+
+}  // namespace ps
+#endif  // PS_INTERNAL_POSTOFFICE_H_

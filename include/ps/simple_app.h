@@ -1,0 +1,121 @@
+// SimpleApp exchanges small requests and responses, an int head and a string body, between
+// nodes: the ps-lite app for control traffic and tests. KVWorker and KVServer build on it.
+//
+// Threads: handlers run on the app's customer thread (see Customer) and must not Wait on this
+// app. Request, Response and Wait may be called from any thread.
+#ifndef PS_SIMPLE_APP_H_
+#define PS_SIMPLE_APP_H_
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "ps/internal/customer.h"
+#include "ps/internal/message.h"
+#include "ps/internal/postoffice.h"
+
+namespace ps {
+
+// A request or response as the handler sees it.
+struct SimpleData {
+  int head;
+  std::string body;
+  int sender;
+  int timestamp;
+  int customer_id;
+};
+
+class SimpleApp {
+ public:
+  // "postoffice" is the node the app lives on; null means the default node.
+  // REQUIRES: (app_id, customer_id) unique on the node.
+  explicit SimpleApp(int app_id, int customer_id, Postoffice* postoffice = nullptr)
+      : SimpleApp() {
+    obj_.reset(new Customer(
+        app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice));
+  }
+
+  virtual ~SimpleApp() { obj_.reset(); }
+
+  // Sends a request to "recv_id" (a node id or a group, this node included if it belongs) and
+  // returns its timestamp at once. Wait(timestamp) returns once every receiver has answered.
+  virtual int Request(int req_head, const std::string& req_body, int recv_id) {
+    int ts = obj_->NewRequest(recv_id);
+    Message msg;
+    msg.meta.head = req_head;
+    msg.meta.body = req_body;
+    msg.meta.timestamp = ts;
+    msg.meta.request = true;
+    msg.meta.simple_app = true;
+    msg.meta.app_id = obj_->app_id();
+    msg.meta.customer_id = obj_->customer_id();
+    for (int r : obj_->postoffice()->GetNodeIDs(recv_id)) {
+      msg.meta.recver = r;
+      obj_->postoffice()->van()->Send(msg);
+    }
+    return ts;
+  }
+
+  // Blocks until request "timestamp" is answered; on a failure (a receiver died) reports it
+  // and ends the process. TryWait returns the failure instead.
+  virtual void Wait(int timestamp) { obj_->WaitRequest(timestamp); }
+  Status TryWait(int timestamp) { return obj_->TryWaitRequest(timestamp); }
+
+  // Answers the request "recv_req" with "res_body". Any thread, now or later.
+  virtual void Response(const SimpleData& recv_req, const std::string& res_body = "") {
+    Message msg;
+    msg.meta.head = recv_req.head;
+    msg.meta.body = res_body;
+    msg.meta.timestamp = recv_req.timestamp;
+    msg.meta.request = false;
+    msg.meta.simple_app = true;
+    msg.meta.app_id = obj_->app_id();
+    msg.meta.customer_id = recv_req.customer_id;
+    msg.meta.recver = recv_req.sender;
+    obj_->postoffice()->van()->Send(msg);
+  }
+
+  using Handle = std::function<void(const SimpleData& recved, SimpleApp* app)>;
+
+  // The handler of requests; the default answers each with an empty body.
+  virtual void set_request_handle(const Handle& request_handle) {
+    CHECK(request_handle) << "invalid request handle";
+    std::lock_guard<std::mutex> lk(handle_mu_);
+    request_handle_ = request_handle;
+  }
+  // The handler of responses, run before the request counts as answered; default: nothing.
+  virtual void set_response_handle(const Handle& response_handle) {
+    CHECK(response_handle) << "invalid response handle";
+    std::lock_guard<std::mutex> lk(handle_mu_);
+    response_handle_ = response_handle;
+  }
+
+  virtual Customer* get_customer() { return obj_.get(); }
+
+ protected:
+  // For apps that create their own customer (KVWorker, KVServer).
+  SimpleApp()
+      : request_handle_([](const SimpleData& recved, SimpleApp* app) { app->Response(recved); }),
+        response_handle_([](const SimpleData&, SimpleApp*) {}) {}
+
+  std::mutex handle_mu_;
+  Handle request_handle_;   // protected by handle_mu_
+  Handle response_handle_;  // protected by handle_mu_
+  std::unique_ptr<Customer> obj_;
+
+ private:
+  void Process(const Message& msg) {
+    SimpleData recv{msg.meta.head, msg.meta.body, msg.meta.sender, msg.meta.timestamp,
+                    msg.meta.customer_id};
+    Handle handle;
+    {
+      std::lock_guard<std::mutex> lk(handle_mu_);
+      handle = msg.meta.request ? request_handle_ : response_handle_;
+    }
+    handle(recv, this);
+  }
+};
+
+}  // namespace ps
+#endif  // PS_SIMPLE_APP_H_

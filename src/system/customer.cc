@@ -1,0 +1,162 @@
+#include "ps/internal/customer.h"
+
+#include <algorithm>
+
+#include "ps/internal/postoffice.h"
+
+namespace ps {
+
+Customer::Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
+                   Postoffice* postoffice)
+    : app_id_(app_id),
+      customer_id_(customer_id),
+      recv_handle_(recv_handle),
+      postoffice_(postoffice ? postoffice : Postoffice::Get()) {
+  recv_thread_ = std::thread(&Customer::Receiving, this);
+  postoffice_->AddCustomer(this);
+}
+
+Customer::~Customer() {
+  postoffice_->RemoveCustomer(this);
+  // A control message never reaches a customer otherwise: it is the stop signal.
+  Message stop;
+  stop.meta.control.cmd = Control::TERMINATE;
+  recv_queue_.Push(stop, std::numeric_limits<int>::min());
+  recv_thread_.join();
+}
+
+int Customer::NewRequest(int recver) {
+  return NewRequest(postoffice_->GetNodeIDs(recver));
+}
+
+int Customer::NewRequest(const std::vector<int>& recvers) {
+  std::lock_guard<std::mutex> lk(mu_);
+  int ts = next_timestamp_++;
+  // Checked under mu_, like OnNodeFailed, so a death is seen either here or there.
+  for (int id : recvers) {
+    Status s = postoffice_->PeerStatus(id);
+    if (!s.ok()) {
+      failed_[ts] = Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message());
+      return ts;
+    }
+  }
+  if (recvers.empty()) return ts;  // nothing to wait for: finished at once
+  Pending& p = pending_[ts];
+  p.awaiting = recvers;
+  p.remaining = static_cast<int>(recvers.size());
+  return ts;
+}
+
+Status Customer::TryWaitRequest(int timestamp) {
+  if (std::this_thread::get_id() == recv_thread_.get_id()) {
+    return Status::InvalidArgument("Wait called from a handler or callback of the same customer; "
+                                   "it would wait for itself");
+  }
+  std::unique_lock<std::mutex> lk(mu_);
+  if (timestamp < 0 || timestamp >= next_timestamp_) {
+    return Status::InvalidArgument("timestamp " + std::to_string(timestamp) +
+                                   " was not issued by this customer");
+  }
+  cv_.wait(lk, [&] { return !pending_.count(timestamp); });
+  auto it = failed_.find(timestamp);
+  if (it == failed_.end()) return Status::OK();
+  Status s = it->second;
+  failed_.erase(it);
+  return s;
+}
+
+void Customer::WaitRequest(int timestamp) {
+  Status s = TryWaitRequest(timestamp);
+  if (!s.ok()) postoffice_->Die(s);
+}
+
+int Customer::NumResponse(int timestamp) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pending_.find(timestamp);
+  return it == pending_.end() ? 0 : it->second.received;
+}
+
+void Customer::AddResponse(int timestamp, int num) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pending_.find(timestamp);
+  if (it == pending_.end()) return;
+  it->second.remaining -= num;
+  it->second.received += num;
+  if (it->second.remaining <= 0) FinishLocked(timestamp, it->second.status);
+}
+
+void Customer::Accept(const Message& recved) { recv_queue_.Push(recved, recved.meta.priority); }
+
+void Customer::FinishLocked(int ts, Status status) {
+  pending_.erase(ts);
+  if (!status.ok()) failed_[ts] = std::move(status);
+  cv_.notify_all();
+}
+
+void Customer::AddResponseLocked(int ts, int sender, const Status& error) {
+  auto it = pending_.find(ts);
+  if (it == pending_.end()) return;  // failed meanwhile
+  Pending& p = it->second;
+  auto a = std::find(p.awaiting.begin(), p.awaiting.end(), sender);
+  if (a != p.awaiting.end()) p.awaiting.erase(a);
+  ++p.received;
+  if (p.status.ok() && !error.ok()) p.status = error;
+  if (--p.remaining <= 0) FinishLocked(ts, p.status);
+}
+
+void Customer::OnNodeFailed(int node_id, const Status& why, bool everything) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const auto& awaiting = it->second.awaiting;
+    if (everything || std::find(awaiting.begin(), awaiting.end(), node_id) != awaiting.end()) {
+      failed_[it->first] =
+          Status::NodeFailed("request " + std::to_string(it->first) + " failed: " + why.message());
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  cv_.notify_all();
+}
+
+void Customer::Receiving() {
+  while (true) {
+    Message msg;
+    recv_queue_.WaitAndPop(&msg);
+    if (!msg.meta.control.empty()) break;
+    if (msg.meta.request) {
+      recv_handle_(msg);
+      continue;
+    }
+    int ts = msg.meta.timestamp;
+    int sender = msg.meta.sender;
+    {
+      // Only a response that a pending request waits for counts; anything else is a stray
+      // (a late answer to a failed request, or a forged one) and must not reach the handler.
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = pending_.find(ts);
+      bool expected = it != pending_.end() &&
+                      std::find(it->second.awaiting.begin(), it->second.awaiting.end(), sender) !=
+                          it->second.awaiting.end();
+      if (!expected) {
+        if (Van* van = postoffice_->van()) {
+          van->Drop(DropReason::kUnroutable, "response to request " + std::to_string(ts) +
+                                                 " from node " + std::to_string(sender) +
+                                                 ", which it does not wait for");
+        }
+        continue;
+      }
+    }
+    Status error;
+    if (msg.meta.error.empty()) {
+      recv_handle_(msg);
+    } else {
+      error = Status::RemoteError("node " + std::to_string(sender) + " answered request " +
+                                  std::to_string(ts) + " with an error: " + msg.meta.error);
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    AddResponseLocked(ts, sender, error);
+  }
+}
+
+}  // namespace ps

@@ -1,0 +1,391 @@
+#include "ps/internal/postoffice.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+namespace ps {
+namespace {
+
+std::string Trim(const char* s) {
+  std::string v(s);
+  size_t b = v.find_first_not_of(" \t\n\r");
+  size_t e = v.find_last_not_of(" \t\n\r");
+  return b == std::string::npos ? "" : v.substr(b, e - b + 1);
+}
+
+// Reads integer variable "key" into "out"; "def" when unset, unless "required".
+Status ReadInt(const Environment& env, const char* key, bool required, long def, long min,
+               long max, int* out) {
+  const char* raw = env.find(key);
+  if (!raw) {
+    if (required) return Status::InvalidArgument(std::string(key) + " is not set");
+    *out = static_cast<int>(def);
+    return Status::OK();
+  }
+  std::string v = Trim(raw);
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno == ERANGE) {
+    return Status::InvalidArgument(std::string(key) + "=" + raw + " is not a number");
+  }
+  if (n < min || n > max) {
+    return Status::InvalidArgument(std::string(key) + "=" + raw + " is out of range (" +
+                                   std::to_string(min) + " to " + std::to_string(max) + ")");
+  }
+  *out = static_cast<int>(n);
+  return Status::OK();
+}
+
+// Reads a duration in seconds (decimals allowed) that must be at least "min".
+Status ReadSeconds(const Environment& env, const char* key, double def, double min, double* out) {
+  const char* raw = env.find(key);
+  if (!raw) {
+    *out = def;
+    return Status::OK();
+  }
+  std::string v = Trim(raw);
+  char* end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !std::isfinite(d)) {
+    return Status::InvalidArgument(std::string(key) + "=" + raw + " is not a number of seconds");
+  }
+  if (d < min) {
+    std::ostringstream os;
+    os << key << "=" << raw << " is too small (at least " << min << ")";
+    return Status::InvalidArgument(os.str());
+  }
+  *out = d;
+  return Status::OK();
+}
+
+}  // namespace
+
+Postoffice* Postoffice::Get() {
+  // Never destroyed: a static destructor must not tear down ZeroMQ while threads run.
+  static Postoffice* po = new Postoffice();
+  return po;
+}
+
+Postoffice::Postoffice() : env_(Environment::Get()) {}
+
+Postoffice::Postoffice(std::unordered_map<std::string, std::string> env)
+    : own_env_(new Environment(std::move(env))), env_(own_env_.get()) {}
+
+Postoffice::~Postoffice() {
+  if (van_) van_->Stop();
+}
+
+Status Postoffice::ParseConfigLocked() {
+  if (config_parsed_) return config_status_;
+  config_parsed_ = true;
+  VanOptions o;
+  Status s;
+  auto check = [&](Status st) {
+    if (s.ok() && !st.ok()) s = st;
+  };
+  const char* role = env_->find("DMLC_ROLE");
+  std::string r = role ? Trim(role) : "";
+  if (!role) {
+    check(Status::InvalidArgument("DMLC_ROLE is not set (scheduler, server or worker)"));
+  } else if (r == "scheduler") {
+    o.role = Node::SCHEDULER;
+  } else if (r == "server") {
+    o.role = Node::SERVER;
+  } else if (r == "worker") {
+    o.role = Node::WORKER;
+  } else {
+    check(Status::InvalidArgument(std::string("DMLC_ROLE=") + role +
+                                  " is not one of scheduler, server, worker"));
+  }
+  check(ReadInt(*env_, "DMLC_NUM_SERVER", true, 0, 0, 1000000, &o.num_servers));
+  check(ReadInt(*env_, "DMLC_NUM_WORKER", true, 0, 0, 1000000, &o.num_workers));
+  const char* uri = env_->find("DMLC_PS_ROOT_URI");
+  if (!uri || Trim(uri).empty()) {
+    check(Status::InvalidArgument("DMLC_PS_ROOT_URI is not set (the scheduler's host)"));
+  } else {
+    o.scheduler_host = Trim(uri);
+  }
+  check(ReadInt(*env_, "DMLC_PS_ROOT_PORT", true, 0, 1, 65535, &o.scheduler_port));
+  if (const char* h = env_->find("DMLC_NODE_HOST")) o.node_host = Trim(h);
+  if (const char* i = env_->find("DMLC_INTERFACE")) o.interface = Trim(i);
+  check(ReadInt(*env_, "PS_VERBOSE", false, 0, 0, 2, &o.verbose));
+  check(ReadSeconds(*env_, "PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
+  check(ReadSeconds(*env_, "PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
+  check(ReadSeconds(*env_, "PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
+  if (s.ok() && o.heartbeat_interval > 0 && o.heartbeat_timeout < 2 * o.heartbeat_interval) {
+    std::ostringstream os;
+    os << "PS_HEARTBEAT_TIMEOUT=" << o.heartbeat_timeout
+       << " must be at least twice PS_HEARTBEAT_INTERVAL=" << o.heartbeat_interval;
+    check(Status::InvalidArgument(os.str()));
+  }
+  if (s.ok() && o.num_servers + o.num_workers == 0) {
+    check(Status::InvalidArgument("DMLC_NUM_SERVER and DMLC_NUM_WORKER are both 0"));
+  }
+  options_ = o;
+  config_status_ = s;
+  return s;
+}
+
+Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier) {
+  Van* van;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    Status s = ParseConfigLocked();
+    if (!s.ok()) return s;
+    if (active_customers_ == 0) {
+      // First Start of this node (or the first after a complete Finalize): a fresh van.
+      if (van_) van_->Stop();
+      van_ = Van::Create("zmq");
+      s = van_->Start(
+          options_, [this](Message&& msg) { OnData(std::move(msg)); },
+          [this](const Node& node, const Status& why) { OnNodeFailed(node, why); });
+      if (!s.ok()) return s;
+      node_ids_.clear();
+    }
+    ++active_customers_;
+    van = van_.get();
+  }
+  Status s = van->Register(customer_id);
+  if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    if (node_ids_.empty()) BuildNodeIDs();
+  }
+  if (do_barrier) return TryBarrier(customer_id, kScheduler + kServerGroup + kWorkerGroup);
+  return Status::OK();
+}
+
+void Postoffice::Start(int customer_id, const char* argv0, bool do_barrier) {
+  Status s = TryStart(customer_id, argv0, do_barrier);
+  if (!s.ok()) Die(s);
+}
+
+Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
+  Van* van;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    if (active_customers_ == 0) return Status::Shutdown("Finalize without a matching Start");
+    van = van_.get();
+  }
+  Status s;
+  if (do_barrier && van->ready()) {
+    s = van->Barrier(customer_id, kScheduler + kServerGroup + kWorkerGroup, true);
+  }
+  std::vector<Callback> callbacks;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    if (--active_customers_ > 0) return s;
+    van_->Stop();
+    callbacks = exit_callbacks_;
+  }
+  for (const auto& cb : callbacks) cb();
+  return s;
+}
+
+void Postoffice::Finalize(int customer_id, bool do_barrier) {
+  Status s = TryFinalize(customer_id, do_barrier);
+  if (!s.ok()) Die(s);
+}
+
+Status Postoffice::TryBarrier(int customer_id, int node_group) {
+  Van* van;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    if (!van_ || active_customers_ == 0) return Status::Shutdown("Barrier before Start");
+    van = van_.get();
+  }
+  return van->Barrier(customer_id, node_group);
+}
+
+void Postoffice::Barrier(int customer_id, int node_group) {
+  Status s = TryBarrier(customer_id, node_group);
+  if (!s.ok()) Die(s);
+}
+
+void Postoffice::BuildNodeIDs() {
+  for (const Node& n : van_->nodes()) {
+    int group = n.role == Node::SCHEDULER ? kScheduler
+                : n.role == Node::SERVER  ? kServerGroup
+                                          : kWorkerGroup;
+    node_ids_[n.id].push_back(n.id);
+    for (int g = 1; g <= kScheduler + kServerGroup + kWorkerGroup; ++g) {
+      if (g & group) node_ids_[g].push_back(n.id);
+    }
+  }
+}
+
+const std::vector<int>& Postoffice::GetNodeIDs(int node_id) const {
+  static const std::vector<int> kNone;
+  std::lock_guard<std::mutex> lk(start_mu_);
+  auto it = node_ids_.find(node_id);
+  return it == node_ids_.end() ? kNone : it->second;
+}
+
+const std::vector<Range>& Postoffice::GetServerKeyRanges() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  ParseConfigLocked();
+  int n = options_.num_servers;
+  if (static_cast<int>(server_key_ranges_.size()) != n) {
+    // Server i owns [i * 2^b / n, (i + 1) * 2^b / n), computed without overflow; the last
+    // range ends at kMaxKey, which it includes.
+    server_key_ranges_.clear();
+    using Wide = unsigned __int128;
+    Wide space = static_cast<Wide>(kMaxKey) + 1;
+    for (int i = 0; i < n; ++i) {
+      uint64_t begin = static_cast<uint64_t>(space * i / n);
+      uint64_t end = i + 1 == n ? static_cast<uint64_t>(kMaxKey)
+                                : static_cast<uint64_t>(space * (i + 1) / n);
+      server_key_ranges_.emplace_back(begin, end);
+    }
+  }
+  return server_key_ranges_;
+}
+
+int Postoffice::ServerRankForKey(Key key) {
+  const std::vector<Range>& ranges = GetServerKeyRanges();
+  CHECK(!ranges.empty()) << "the job has no servers";
+  // The last range whose begin is <= key.
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), static_cast<uint64_t>(key),
+                             [](uint64_t k, const Range& r) { return k < r.begin(); });
+  return static_cast<int>(it - ranges.begin()) - 1;
+}
+
+void Postoffice::RegisterExitCallback(const Callback& cb) {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  exit_callbacks_.push_back(cb);
+}
+
+int Postoffice::num_workers() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() ? options_.num_workers : 0;
+}
+
+int Postoffice::num_servers() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() ? options_.num_servers : 0;
+}
+
+bool Postoffice::is_worker() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() && options_.role == Node::WORKER;
+}
+
+bool Postoffice::is_server() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() && options_.role == Node::SERVER;
+}
+
+bool Postoffice::is_scheduler() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() && options_.role == Node::SCHEDULER;
+}
+
+int Postoffice::verbose() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  ParseConfigLocked();
+  return options_.verbose;
+}
+
+int Postoffice::my_rank() const {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return van_ ? IDtoRank(van_->my_node().id) : 0;
+}
+
+Status Postoffice::PeerStatus(int id) const {
+  Van* v = van();
+  if (!v) return Status::Shutdown("the node has not started");
+  Status fatal = v->fatal();
+  return fatal.ok() ? v->NodeStatus(id) : fatal;
+}
+
+void Postoffice::Die(const Status& why) const {
+  std::string name = "node";
+  Van* van = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(start_mu_);
+    if (van_) {
+      van = van_.get();
+      name = van->my_node().ShortName();
+    } else if (config_parsed_ && config_status_.ok()) {
+      name = RoleName(options_.role);
+    }
+  }
+  fflush(stdout);
+  fprintf(stderr, "error: %s: %s\n", name.c_str(), why.message().c_str());
+  fflush(stderr);
+  // Let messages already queued (a TERMINATE to the other nodes, say) leave, within the linger.
+  if (van) van->Stop();
+  std::_Exit(1);
+}
+
+void Postoffice::AddCustomer(Customer* customer) {
+  std::vector<Message> early;
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  auto& app = customers_[customer->app_id()];
+  CHECK(!app.count(customer->customer_id()))
+      << "customer " << customer->customer_id() << " of app " << customer->app_id()
+      << " already exists";
+  app[customer->customer_id()] = customer;
+  customers_cv_.notify_all();
+  auto it = waiting_.find(customer->app_id());
+  if (it != waiting_.end()) {
+    for (const Message& m : it->second) customer->Accept(m);
+    waiting_.erase(it);
+  }
+}
+
+void Postoffice::RemoveCustomer(Customer* customer) {
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  auto it = customers_.find(customer->app_id());
+  if (it == customers_.end()) return;
+  it->second.erase(customer->customer_id());
+  if (it->second.empty()) customers_.erase(it);
+}
+
+Customer* Postoffice::GetCustomer(int app_id, int customer_id, int timeout) const {
+  std::unique_lock<std::mutex> lk(customers_mu_);
+  Customer* found = nullptr;
+  customers_cv_.wait_for(lk, std::chrono::seconds(timeout), [&] {
+    auto app = customers_.find(app_id);
+    if (app == customers_.end()) return false;
+    auto c = app->second.find(customer_id);
+    if (c == app->second.end()) return false;
+    found = c->second;
+    return true;
+  });
+  return found;
+}
+
+void Postoffice::OnData(Message&& msg) {
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  auto app = customers_.find(msg.meta.app_id);
+  if (app != customers_.end()) {
+    auto c = app->second.find(msg.meta.customer_id);
+    // A response goes back to the customer that asked. A request goes to the customer of the
+    // same id if there is one (workers with several customers), else to the app's first.
+    if (c != app->second.end()) return c->second->Accept(msg);
+    if (msg.meta.request) return app->second.begin()->second->Accept(msg);
+  }
+  if (!msg.meta.request) {
+    return van_->Drop(DropReason::kUnroutable,
+                      "response for app " + std::to_string(msg.meta.app_id) + " customer " +
+                          std::to_string(msg.meta.customer_id) + ", which does not exist");
+  }
+  // The app may not exist yet: servers often create it after Start. Keep the request for it.
+  waiting_[msg.meta.app_id].push_back(std::move(msg));
+}
+
+void Postoffice::OnNodeFailed(const Node& node, const Status& why) {
+  // Without the scheduler the job cannot go on: fail everything that is pending.
+  bool everything = node.role == Node::SCHEDULER;
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  for (auto& app : customers_) {
+    for (auto& c : app.second) c.second->OnNodeFailed(node.id, why, everything);
+  }
+}
+
+}  // namespace ps

@@ -1,0 +1,95 @@
+"""Starts the nodes of a job as separate processes, without the launcher, for process tests."""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD_DIR = os.path.join(ROOT, os.environ.get("PS_BUILD_DIR", "build"))
+PS_JOB = os.path.join(BUILD_DIR, "tests", "integration", "ps_job")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, role, index, proc, out_path, err_path):
+        self.role, self.index, self.proc = role, index, proc
+        self.out_path, self.err_path = out_path, err_path
+
+    @property
+    def name(self):
+        return self.role if self.role == "scheduler" else f"{self.role} {self.index}"
+
+    def stdout(self):
+        with open(self.out_path) as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+
+class Job:
+    """One scheduler, S servers and W workers of ps_job; call stop() when done."""
+
+    def __init__(self, servers, workers, env=None, args=(), start_workers=None, port=None):
+        if not os.access(PS_JOB, os.X_OK):
+            raise AssertionError(f"{PS_JOB} is missing: run make first")
+        self.port = port or free_port()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.nodes = []
+        base = dict(os.environ)
+        base.update({
+            "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": str(self.port),
+            "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers),
+        })
+        base.update(env or {})
+        start_workers = workers if start_workers is None else start_workers
+        plan = [("scheduler", 0)] + [("server", i) for i in range(servers)] + \
+               [("worker", i) for i in range(start_workers)]
+        for role, index in plan:
+            node_env = dict(base, DMLC_ROLE=role)
+            out = os.path.join(self.tmp.name, f"{role}{index}.out")
+            err = os.path.join(self.tmp.name, f"{role}{index}.err")
+            with open(out, "w") as fo, open(err, "w") as fe:
+                proc = subprocess.Popen([PS_JOB, *args], env=node_env, stdout=fo, stderr=fe,
+                                        start_new_session=True)
+            self.nodes.append(Node(role, index, proc, out, err))
+
+    def role(self, role):
+        return [n for n in self.nodes if n.role == role]
+
+    def wait(self, timeout):
+        """Waits for every process to exit; returns the seconds it took. Raises on timeout."""
+        start = time.monotonic()
+        for n in self.nodes:
+            left = timeout - (time.monotonic() - start)
+            n.proc.wait(timeout=max(left, 0.01))
+        return time.monotonic() - start
+
+    def wait_for_output(self, node, text, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in node.stdout():
+                return True
+            if node.proc.poll() is not None:
+                return text in node.stdout()
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        for n in self.nodes:
+            if n.proc.poll() is None:
+                os.killpg(n.proc.pid, signal.SIGKILL)
+                n.proc.wait()
+        self.tmp.cleanup()
+
+    def report(self):
+        return "\n".join(f"--- {n.name} exit {n.proc.returncode}\n{n.stdout()}{n.stderr()}"
+                         for n in self.nodes)

@@ -1,0 +1,69 @@
+// The library's own integration job. Run one copy per node with the DMLC_* variables set (the
+// launcher does that); it takes its role from DMLC_ROLE.
+//
+// Workers send one SimpleApp request to every server per round and wait for all answers, then
+// meet in a barrier of all workers. Servers count the requests and check, at the end, that they
+// got exactly workers x rounds. Exit 0 when every number is right.
+//
+//   ps_job [--rounds N] [--round-ms MS]
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "ps/ps.h"
+
+namespace {
+
+int Flag(int argc, char** argv, const char* name, int def) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
+  }
+  return def;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = Flag(argc, argv, "--rounds", 10);
+  const int round_ms = Flag(argc, argv, "--round-ms", 0);
+  ps::Start(0, argv[0]);
+  int status = 0;
+  const int both = ps::kServerGroup + ps::kWorkerGroup;
+  if (ps::IsServer()) {
+    std::atomic<int> requests{0};
+    ps::SimpleApp app(0, 0);
+    app.set_request_handle([&](const ps::SimpleData& req, ps::SimpleApp* a) {
+      ++requests;
+      a->Response(req, std::to_string(req.head));
+    });
+    ps::Postoffice::Get()->Barrier(0, both);  // the workers are done
+    int want = ps::NumWorkers() * rounds;
+    std::printf("server %d handled %d requests (expected %d)\n", ps::MyRank(), requests.load(),
+                want);
+    if (requests.load() != want) status = 2;
+  } else if (ps::IsWorker()) {
+    std::printf("worker rank %d of %d\n", ps::MyRank(), ps::NumWorkers());
+    std::fflush(stdout);
+    ps::SimpleApp app(0, 0);
+    std::atomic<int> answers{0};
+    app.set_response_handle([&](const ps::SimpleData&, ps::SimpleApp*) { ++answers; });
+    for (int r = 0; r < rounds; ++r) {
+      app.Wait(app.Request(r, "", ps::kServerGroup));
+      ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);
+      std::printf("worker %d round %d\n", ps::MyRank(), r);
+      std::fflush(stdout);
+      if (round_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(round_ms));
+    }
+    int want = ps::NumServers() * rounds;
+    std::printf("worker %d got %d answers (expected %d)\n", ps::MyRank(), answers.load(), want);
+    if (answers.load() != want) status = 2;
+    ps::Postoffice::Get()->Barrier(0, both);
+  }
+  ps::Finalize(0, true);
+  std::printf("%s done\n", ps::IsScheduler() ? "scheduler" : ps::IsServer() ? "server" : "worker");
+  return status;
+}

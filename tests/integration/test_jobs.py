@@ -1,0 +1,76 @@
+"""Jobs of real processes: a scheduler, servers and workers of ps_job over loopback."""
+import os
+import re
+import signal
+import socket
+import unittest
+
+from jobs import Job
+
+FAST_HEARTBEAT = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "2"}
+
+
+class JobTest(unittest.TestCase):
+    def run_job(self, *args, **kwargs):
+        job = Job(*args, **kwargs)
+        self.addCleanup(job.stop)
+        return job
+
+    def test_two_servers_three_workers_count_exactly(self):
+        job = self.run_job(2, 3, args=["--rounds", "20"])
+        job.wait(timeout=60)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 0, job.report())
+        for n in job.role("server"):
+            self.assertIn("handled 60 requests (expected 60)", n.stdout(), job.report())
+        for n in job.role("worker"):
+            self.assertRegex(n.stdout(), r"got 40 answers \(expected 40\)")
+
+    def test_missing_worker_fails_every_node_within_the_start_timeout(self):
+        job = self.run_job(1, 2, env={"PS_START_TIMEOUT": "2"}, start_workers=1)
+        took = job.wait(timeout=2 + 10)
+        self.assertLess(took, 2 + 8)
+        for n in job.nodes:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            self.assertIn("only 1 of 2 workers registered after 2 s", n.stderr(), job.report())
+
+    def test_killed_worker_ends_the_job_naming_the_node(self):
+        job = self.run_job(1, 2, env=FAST_HEARTBEAT, args=["--rounds", "100000", "--round-ms", "5"])
+        workers = job.role("worker")
+        for w in workers:
+            self.assertTrue(job.wait_for_output(w, "round 3", 30), job.report())
+        victim = workers[1]
+        rank = re.search(r"worker rank (\d+)", victim.stdout()).group(1)
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        survivors = [n for n in job.nodes if n is not victim]
+        took = job.wait(timeout=2 + 10)
+        self.assertLess(took, 2 + 6)
+        for n in survivors:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            self.assertIn(f"worker {rank} (node", n.stderr(), job.report())
+            self.assertIn("sent no heartbeat", n.stderr(), job.report())
+
+    def test_busy_scheduler_port_is_a_one_line_error(self):
+        with socket.socket() as s:
+            s.bind(("0.0.0.0", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            job = self.run_job(1, 1, port=port, start_workers=0)
+            scheduler = job.role("scheduler")[0]
+            scheduler.proc.wait(timeout=10)
+        self.assertEqual(scheduler.proc.returncode, 1)
+        err = scheduler.stderr().strip()
+        self.assertEqual(err.count("\n"), 0, err)
+        self.assertIn(f"cannot listen on DMLC_PS_ROOT_PORT={port}", err)
+        self.assertIn("in use", err)
+
+    def test_bad_configuration_is_a_one_line_error(self):
+        job = self.run_job(1, 1, env={"DMLC_NUM_WORKER": "abc"}, start_workers=0)
+        job.wait(timeout=10)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 1)
+            self.assertEqual(n.stderr().strip(), "error: node: DMLC_NUM_WORKER=abc is not a number")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Runs every test of the project and ends with one line: 'N passed, M failed'.
+
+GoogleTest binaries under BUILD/tests/{unit,integration} and the Python unittest suites
+(tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time. Exits 1 if
+any test failed or a suite did not finish.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITE_TIMEOUT = 300  # seconds; a suite that runs longer is killed and counted as failed
+
+
+def run(cmd, env, cwd=ROOT):
+    start = time.monotonic()
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=SUITE_TIMEOUT)
+        return p.returncode, p.stdout, time.monotonic() - start
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return None, out + f"\n(killed after {SUITE_TIMEOUT} s)", time.monotonic() - start
+
+
+def gtest_suite(binary, env):
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        code, out, secs = run([binary, f"--gtest_output=json:{report}"], env)
+        try:
+            with open(report) as f:
+                data = json.load(f)
+            total, failed = data["tests"], data["failures"] + data.get("errors", 0)
+        except (OSError, ValueError, KeyError):
+            total, failed = 1, 1  # crashed before writing its report
+    if code != 0 and failed == 0:
+        failed = 1  # a non-zero exit is a failure even when every test passed
+        total = max(total, 1)
+    return total - failed, failed, out, secs
+
+
+def python_suite(folder, env):
+    code, out, secs = run([sys.executable, "-m", "unittest", "discover", "-v", "-s", folder,
+                           "-p", "test_*.py"], env)
+    ran = re.search(r"^Ran (\d+) tests? in", out, re.M)
+    total = int(ran.group(1)) if ran else 0
+    failed = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", out.splitlines()[-1]
+                                            if out.strip() else ""))
+    skipped = re.search(r"skipped=(\d+)", out.splitlines()[-1] if out.strip() else "")
+    skipped = int(skipped.group(1)) if skipped else 0
+    if code != 0 and failed == 0:
+        failed = max(1, total)
+    return total - failed - skipped, failed, out, secs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("-k", "--filter", default="", help="run only suites whose name has this")
+    args = ap.parse_args()
+    env = dict(os.environ, PS_BUILD_DIR=args.build_dir, PYTHONDONTWRITEBYTECODE="1")
+    build = os.path.join(ROOT, args.build_dir)
+
+    suites = []
+    for kind in ("unit", "integration"):
+        top = os.path.join(build, "tests", kind)
+        for dirpath, _, files in sorted(os.walk(top)):
+            for f in sorted(files):
+                path = os.path.join(dirpath, f)
+                if f.endswith("_test") and os.access(path, os.X_OK):
+                    suites.append((os.path.relpath(path, build), "gtest", path))
+    for folder in ("tests/integration", "tracker/tests"):
+        if os.path.isdir(os.path.join(ROOT, folder)):
+            suites.append((folder + "/test_*.py", "python", os.path.join(ROOT, folder)))
+
+    passed = failed = 0
+    for name, kind, path in suites:
+        if args.filter not in name:
+            continue
+        p, f, out, secs = (gtest_suite if kind == "gtest" else python_suite)(path, env)
+        passed, failed = passed + p, failed + f
+        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed ({secs:.1f} s)",
+              flush=True)
+        if f:
+            print("\n".join("    " + line for line in out.splitlines()[-60:]), flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
