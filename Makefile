@@ -98,4 +98,7 @@ install: lib
 clean:
 	rm -rf build
 
+# Keep objects of test binaries: they are not intermediate files to delete.
+.SECONDARY:
+
 -include $(shell find build -name '*.d' 2>/dev/null)

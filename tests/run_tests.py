@@ -65,6 +65,9 @@ def main():
     ap.add_argument("-k", "--filter", default="", help="run only suites whose name has this")
     args = ap.parse_args()
     env = dict(os.environ, PS_BUILD_DIR=args.build_dir, PYTHONDONTWRITEBYTECODE="1")
+    # Sanitizer builds: libzmq is not instrumented (see tests/tsan.supp); any report fails.
+    env.setdefault("TSAN_OPTIONS", f"suppressions={ROOT}/tests/tsan.supp halt_on_error=1")
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     build = os.path.join(ROOT, args.build_dir)
 
     suites = []

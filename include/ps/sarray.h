@@ -60,8 +60,8 @@ class SArray {
   template <typename W>
   void operator=(const SArray<W>& arr) {
     size_ = arr.size() * sizeof(W);
-    CHECK_EQ(size_ % sizeof(V), 0U) << "cannot reinterpret " << size_ << " bytes as elements of "
-                                    << sizeof(V) << " bytes";
+    CHECK_EQ(size_ % sizeof(V), 0U)
+        << "cannot reinterpret " << size_ << " bytes as elements of " << sizeof(V) << " bytes";
     size_ /= sizeof(V);
     capacity_ = arr.capacity() * sizeof(W) / sizeof(V);
     ptr_ = std::shared_ptr<V>(arr.ptr(), reinterpret_cast<V*>(arr.data()));
@@ -114,7 +114,9 @@ class SArray {
     size_ = old_size;
   }
 
-  void clear() { reset(nullptr, 0, [](V*) {}); }
+  void clear() {
+    reset(nullptr, 0, [](V*) {});
+  }
 
   bool empty() const { return size() == 0; }
   size_t size() const { return size_; }

@@ -31,9 +31,9 @@ class SimpleApp {
   // "postoffice" is the node the app lives on; null means the default node.
   // REQUIRES: (app_id, customer_id) unique on the node.
   explicit SimpleApp(int app_id, int customer_id, Postoffice* postoffice = nullptr)
-      : SimpleApp() {
+      : SimpleApp(app_id, postoffice) {
     obj_.reset(new Customer(
-        app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice));
+        app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
   }
 
   virtual ~SimpleApp() { obj_.reset(); }
@@ -48,11 +48,11 @@ class SimpleApp {
     msg.meta.timestamp = ts;
     msg.meta.request = true;
     msg.meta.simple_app = true;
-    msg.meta.app_id = obj_->app_id();
+    msg.meta.app_id = app_id_;
     msg.meta.customer_id = obj_->customer_id();
-    for (int r : obj_->postoffice()->GetNodeIDs(recv_id)) {
+    for (int r : postoffice_->GetNodeIDs(recv_id)) {
       msg.meta.recver = r;
-      obj_->postoffice()->van()->Send(msg);
+      postoffice_->van()->Send(msg);
     }
     return ts;
   }
@@ -70,10 +70,10 @@ class SimpleApp {
     msg.meta.timestamp = recv_req.timestamp;
     msg.meta.request = false;
     msg.meta.simple_app = true;
-    msg.meta.app_id = obj_->app_id();
+    msg.meta.app_id = app_id_;
     msg.meta.customer_id = recv_req.customer_id;
     msg.meta.recver = recv_req.sender;
-    obj_->postoffice()->van()->Send(msg);
+    postoffice_->van()->Send(msg);
   }
 
   using Handle = std::function<void(const SimpleData& recved, SimpleApp* app)>;
@@ -94,10 +94,17 @@ class SimpleApp {
   virtual Customer* get_customer() { return obj_.get(); }
 
  protected:
-  // For apps that create their own customer (KVWorker, KVServer).
-  SimpleApp()
-      : request_handle_([](const SimpleData& recved, SimpleApp* app) { app->Response(recved); }),
+  // For apps that create their own customer (KVWorker, KVServer). A handler may run as soon as
+  // the customer exists, before obj_ is set: what it uses must not depend on obj_.
+  SimpleApp(int app_id, Postoffice* postoffice)
+      : app_id_(app_id),
+        postoffice_(postoffice ? postoffice : Postoffice::Get()),
+        request_handle_([](const SimpleData& recved, SimpleApp* app) { app->Response(recved); }),
         response_handle_([](const SimpleData&, SimpleApp*) {}) {}
+
+  // Constant after construction.
+  const int app_id_;
+  Postoffice* const postoffice_;
 
   std::mutex handle_mu_;
   Handle request_handle_;   // protected by handle_mu_

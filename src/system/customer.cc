@@ -25,9 +25,7 @@ Customer::~Customer() {
   recv_thread_.join();
 }
 
-int Customer::NewRequest(int recver) {
-  return NewRequest(postoffice_->GetNodeIDs(recver));
-}
+int Customer::NewRequest(int recver) { return NewRequest(postoffice_->GetNodeIDs(recver)); }
 
 int Customer::NewRequest(const std::vector<int>& recvers) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -49,8 +47,9 @@ int Customer::NewRequest(const std::vector<int>& recvers) {
 
 Status Customer::TryWaitRequest(int timestamp) {
   if (std::this_thread::get_id() == recv_thread_.get_id()) {
-    return Status::InvalidArgument("Wait called from a handler or callback of the same customer; "
-                                   "it would wait for itself");
+    return Status::InvalidArgument(
+        "Wait called from a handler or callback of the same customer; "
+        "it would wait for itself");
   }
   std::unique_lock<std::mutex> lk(mu_);
   if (timestamp < 0 || timestamp >= next_timestamp_) {

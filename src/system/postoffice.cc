@@ -17,8 +17,8 @@ std::string Trim(const char* s) {
 }
 
 // Reads integer variable "key" into "out"; "def" when unset, unless "required".
-Status ReadInt(const Environment& env, const char* key, bool required, long def, long min,
-               long max, int* out) {
+Status ReadInt(const Environment& env, const char* key, bool required, long def, long min, long max,
+               int* out) {
   const char* raw = env.find(key);
   if (!raw) {
     if (required) return Status::InvalidArgument(std::string(key) + " is not set");
@@ -237,8 +237,8 @@ const std::vector<Range>& Postoffice::GetServerKeyRanges() {
     Wide space = static_cast<Wide>(kMaxKey) + 1;
     for (int i = 0; i < n; ++i) {
       uint64_t begin = static_cast<uint64_t>(space * i / n);
-      uint64_t end = i + 1 == n ? static_cast<uint64_t>(kMaxKey)
-                                : static_cast<uint64_t>(space * (i + 1) / n);
+      uint64_t end =
+          i + 1 == n ? static_cast<uint64_t>(kMaxKey) : static_cast<uint64_t>(space * (i + 1) / n);
       server_key_ranges_.emplace_back(begin, end);
     }
   }
@@ -326,9 +326,8 @@ void Postoffice::AddCustomer(Customer* customer) {
   std::vector<Message> early;
   std::lock_guard<std::mutex> lk(customers_mu_);
   auto& app = customers_[customer->app_id()];
-  CHECK(!app.count(customer->customer_id()))
-      << "customer " << customer->customer_id() << " of app " << customer->app_id()
-      << " already exists";
+  CHECK(!app.count(customer->customer_id())) << "customer " << customer->customer_id() << " of app "
+                                             << customer->app_id() << " already exists";
   app[customer->customer_id()] = customer;
   customers_cv_.notify_all();
   auto it = waiting_.find(customer->app_id());

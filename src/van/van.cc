@@ -82,10 +82,14 @@ Status RouteAddress(const std::string& host, int port, std::string* addr) {
 }  // namespace
 
 const char* DropReasonName(DropReason r) {
-  static const char* kNames[] = {"no frames",           "bad meta",
-                                 "frame count mismatch", "frame size mismatch",
-                                 "bad control message", "unknown sender or receiver",
-                                 "sender already dead", "no customer can take it"};
+  static const char* kNames[] = {"no frames",
+                                 "bad meta",
+                                 "frame count mismatch",
+                                 "frame size mismatch",
+                                 "bad control message",
+                                 "unknown sender or receiver",
+                                 "sender already dead",
+                                 "no customer can take it"};
   return kNames[static_cast<int>(r)];
 }
 
@@ -120,9 +124,9 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
   Status s = Bind(is_scheduler_ ? options.scheduler_port : 0, &port);
   if (!s.ok()) {
     if (is_scheduler_) {
-      return Status::IOError("cannot listen on DMLC_PS_ROOT_PORT=" +
-                             std::to_string(options.scheduler_port) + ": " + s.message() +
-                             " (is another job or process using the port?)");
+      return Status::IOError(
+          "cannot listen on DMLC_PS_ROOT_PORT=" + std::to_string(options.scheduler_port) + ": " +
+          s.message() + " (is another job or process using the port?)");
     }
     return s;
   }
@@ -175,17 +179,17 @@ Status Van::Register(int customer_id) {
     if (Send(msg) < 0) return Status::IOError("cannot send the registration to the scheduler");
     lk.lock();
   }
-  auto deadline = start_time_ + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(wait));
+  auto deadline = start_time_ +
+                  std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait));
   cv_.wait_until(lk, deadline, [&] { return ready_ || !fatal_.ok() || stop_; });
   if (!fatal_.ok()) return fatal_;
   if (ready_) return Status::OK();
   if (stop_) return Status::Shutdown("the node stopped during start-up");
-  return Status::Timeout("start-up timed out: no node list from the scheduler at " +
-                         options_.scheduler_host + ":" + std::to_string(options_.scheduler_port) +
-                         " after " + FormatSeconds(wait) +
-                         " s; is the scheduler running? (PS_START_TIMEOUT=" +
-                         FormatSeconds(options_.start_timeout) + ")");
+  return Status::Timeout(
+      "start-up timed out: no node list from the scheduler at " + options_.scheduler_host + ":" +
+      std::to_string(options_.scheduler_port) + " after " + FormatSeconds(wait) +
+      " s; is the scheduler running? (PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout) +
+      ")");
 }
 
 Status Van::GroupStatusLocked(int group) const {
@@ -414,8 +418,8 @@ void Van::ProcessAddNode(const Message& msg) {
     Control bye;
     bye.cmd = Control::TERMINATE;
     bye.reason = std::string("the job already has its ") + std::to_string(expected) + " " + role +
-                 "s (DMLC_NUM_" + (r == 0 ? "SERVER" : "WORKER") + "=" +
-                 std::to_string(expected) + "); the " + role + " at " + key + " is one too many";
+                 "s (DMLC_NUM_" + (r == 0 ? "SERVER" : "WORKER") + "=" + std::to_string(expected) +
+                 "); the " + role + " at " + key + " is one too many";
     LOG(WARNING) << bye.reason;
     return SendControl(id, bye, false);
   }
@@ -430,10 +434,9 @@ void Van::ProcessAddNode(const Message& msg) {
   ++it->second.customers;
   ++registered_count_[r];
   if (options_.verbose >= 1) {
-    LOG(INFO) << "registered " << it->second.node.DebugString() << " customer "
-              << node.customer_id << " (" << registered_count_[0] << " of "
-              << options_.num_servers << " servers, " << registered_count_[1] << " of "
-              << options_.num_workers << " workers)";
+    LOG(INFO) << "registered " << it->second.node.DebugString() << " customer " << node.customer_id
+              << " (" << registered_count_[0] << " of " << options_.num_servers << " servers, "
+              << registered_count_[1] << " of " << options_.num_workers << " workers)";
   }
   if (registered_count_[0] < options_.num_servers || registered_count_[1] < options_.num_workers) {
     return;
@@ -523,8 +526,8 @@ void Van::ProcessControlAtNode(Message& msg) {
         if (n.id != msg.meta.recver && n.id != kScheduler) SetAddress(n.id, n.hostname, n.port);
       }
       if (options_.verbose >= 1) {
-        LOG(INFO) << "joined the job as " << my_node_.DebugString() << " with "
-                  << ctl.node.size() << " nodes";
+        LOG(INFO) << "joined the job as " << my_node_.DebugString() << " with " << ctl.node.size()
+                  << " nodes";
       }
       next_heartbeat_ = Clock::now();
       {
@@ -546,7 +549,8 @@ void Van::ProcessControlAtNode(Message& msg) {
     case Control::NODE_FAILED:
       return MarkDead(ctl.failed_node, Status::NodeFailed(ctl.reason));
     case Control::TERMINATE: {
-      Status why = Status::Shutdown(ctl.reason.empty() ? "the scheduler ended the job" : ctl.reason);
+      Status why =
+          Status::Shutdown(ctl.reason.empty() ? "the scheduler ended the job" : ctl.reason);
       {
         std::lock_guard<std::mutex> lk(mu_);
         if (fatal_.ok()) fatal_ = why;
@@ -626,11 +630,11 @@ void Van::Tick() {
       double silent = std::chrono::duration<double>(now - kv.second).count();
       if (silent > timeout && !dead_.count(kv.first)) {
         const Node& n = nodes_.at(kv.first);
-        MarkDead(kv.first, Status::NodeFailed(n.ShortName() + " (node " + std::to_string(n.id) +
-                                              " at " + n.hostname + ":" + std::to_string(n.port) +
-                                              ") sent no heartbeat for " + FormatSeconds(silent) +
-                                              " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" +
-                                              FormatSeconds(timeout) + ")"));
+        MarkDead(kv.first,
+                 Status::NodeFailed(
+                     n.ShortName() + " (node " + std::to_string(n.id) + " at " + n.hostname + ":" +
+                     std::to_string(n.port) + ") sent no heartbeat for " + FormatSeconds(silent) +
+                     " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" + FormatSeconds(timeout) + ")"));
       }
     }
     return;
@@ -645,11 +649,11 @@ void Van::Tick() {
   }
   double silent = std::chrono::duration<double>(now - last_heard_scheduler_).count();
   if (silent > timeout && !dead_.count(kScheduler)) {
-    MarkDead(kScheduler, Status::NodeFailed(
-                             "lost contact with the scheduler at " + options_.scheduler_host + ":" +
-                             std::to_string(options_.scheduler_port) + ": no answer for " +
-                             FormatSeconds(silent) + " s (PS_HEARTBEAT_TIMEOUT=" +
-                             FormatSeconds(timeout) + ")"));
+    MarkDead(kScheduler,
+             Status::NodeFailed("lost contact with the scheduler at " + options_.scheduler_host +
+                                ":" + std::to_string(options_.scheduler_port) + ": no answer for " +
+                                FormatSeconds(silent) +
+                                " s (PS_HEARTBEAT_TIMEOUT=" + FormatSeconds(timeout) + ")"));
   }
 }
 

@@ -66,8 +66,7 @@ void ZMQVan::SetAddress(int id, const std::string& host, int port) {
   peers_[id] = std::make_shared<Peer>(address);
 }
 
-int ZMQVan::SendFrames(int id, const std::string& meta,
-                       const std::vector<SArray<char>>& data) {
+int ZMQVan::SendFrames(int id, const std::string& meta, const std::vector<SArray<char>>& data) {
   std::shared_ptr<Peer> peer;
   {
     std::lock_guard<std::mutex> lk(peers_mu_);
@@ -116,8 +115,8 @@ bool ZMQVan::RecvFrames(std::vector<SArray<char>>* frames, int timeout_ms) {
     }
     zmq::message_t routing_id;
     if (!receiver_->recv(routing_id)) return false;  // timed out
-    bool wake = routing_id.size() == kWakeIdSize &&
-                memcmp(routing_id.data(), kWakeId, kWakeIdSize) == 0;
+    bool wake =
+        routing_id.size() == kWakeIdSize && memcmp(routing_id.data(), kWakeId, kWakeIdSize) == 0;
     while (receiver_->get(zmq::sockopt::rcvmore)) {
       zmq::message_t part;
       if (!receiver_->recv(part)) break;

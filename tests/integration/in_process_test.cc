@@ -173,7 +173,8 @@ TEST(LocalJob, TwoWorkerCustomersInOneProcess) {
           ++replies;
         });
         ASSERT_TRUE(worker.TryBarrier(c, kServerGroup + kWorkerGroup).ok());
-        for (int i = 0; i < 10; ++i) EXPECT_TRUE(app.TryWait(app.Request(i, "", kServerGroup)).ok());
+        for (int i = 0; i < 10; ++i)
+          EXPECT_TRUE(app.TryWait(app.Request(i, "", kServerGroup)).ok());
         EXPECT_EQ(replies.load(), 10);
         ASSERT_TRUE(worker.TryBarrier(c, kServerGroup + kWorkerGroup).ok());
       }
@@ -238,10 +239,12 @@ TEST(LocalJob, DeadWorkerFailsBarriersAndFinalizeNamingIt) {
       job.Kill(3);  // node 3 is this one (scheduler, server, worker, worker): it dies here
       return;
     }
-    ASSERT_TRUE(test::WaitFor([&] {
-      std::lock_guard<std::mutex> lk(mu);
-      return !victim.empty();
-    }, 10));
+    ASSERT_TRUE(test::WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> lk(mu);
+          return !victim.empty();
+        },
+        10));
     auto t0 = Clock::now();
     Status s = role == "worker" ? po->TryBarrier(0, kWorkerGroup) : po->TryFinalize(0);
     EXPECT_LT(SecondsSince(t0), kTimeout + 3);
@@ -266,9 +269,12 @@ TEST(LocalJob, DeadServerFailsPendingRequests) {
   job.Run([&](Postoffice* po, const std::string& role, int) {
     ASSERT_TRUE(po->TryStart(0).ok());
     if (role == "server") {
-      // Takes requests and never answers, then dies.
-      Customer silent(0, 0, [](const Message&) {}, po);
-      ASSERT_TRUE(po->TryBarrier(0, kServerGroup + kWorkerGroup).ok());
+      {
+        // Takes requests and never answers, then dies.
+        Customer silent(
+            0, 0, [](const Message&) {}, po);
+        ASSERT_TRUE(po->TryBarrier(0, kServerGroup + kWorkerGroup).ok());
+      }
       server_dead = true;
       return;  // destroyed below by the worker's thread
     }

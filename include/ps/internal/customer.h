@@ -68,7 +68,7 @@ class Customer {
     std::vector<int> awaiting;  // nodes that have not answered yet
     int remaining = 0;          // answers still expected
     int received = 0;
-    Status status;              // first error answered
+    Status status;  // first error answered
   };
 
   void Receiving();

@@ -15,7 +15,20 @@
 namespace ps {
 
 // The element type of a data frame. Receivers check that a frame's size divides by its size.
-enum DataType { CHAR, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT, DOUBLE, OTHER };
+enum DataType {
+  CHAR,
+  INT8,
+  INT16,
+  INT32,
+  INT64,
+  UINT8,
+  UINT16,
+  UINT32,
+  UINT64,
+  FLOAT,
+  DOUBLE,
+  OTHER
+};
 static const int kNumDataTypes = OTHER + 1;
 // Size in bytes of one element of "type"; OTHER counts as 1 (opaque bytes).
 size_t DataTypeSize(DataType type);
@@ -76,10 +89,10 @@ struct Meta {
 
   std::string DebugString() const;
 
-  int head = kEmpty;          // the user's command (cmd of KVWorker, head of SimpleApp)
+  int head = kEmpty;  // the user's command (cmd of KVWorker, head of SimpleApp)
   int app_id = kEmpty;
-  int customer_id = kEmpty;   // the requesting customer; echoed by the response
-  int timestamp = kEmpty;     // of the request; echoed by the response
+  int customer_id = kEmpty;  // the requesting customer; echoed by the response
+  int timestamp = kEmpty;    // of the request; echoed by the response
   int sender = kEmpty;
   int recver = kEmpty;
   bool request = false;

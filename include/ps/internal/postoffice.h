@@ -124,7 +124,7 @@ class Postoffice {
   mutable std::mutex customers_mu_;
   mutable std::condition_variable customers_cv_;
   std::map<int, std::map<int, Customer*>> customers_;  // app id -> customer id -> customer
-  std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer
+  std::map<int, std::vector<Message>> waiting_;        // app id -> requests before its customer
 };
 
 }  // namespace ps

@@ -29,29 +29,29 @@ namespace ps {
 // Configuration of a van, parsed from the environment by the postoffice.
 struct VanOptions {
   Node::Role role = Node::WORKER;
-  int num_servers = 0;  // DMLC_NUM_SERVER: server registrations the scheduler waits for
-  int num_workers = 0;  // DMLC_NUM_WORKER: worker registrations (customers) it waits for
-  std::string scheduler_host;  // DMLC_PS_ROOT_URI
-  int scheduler_port = 0;      // DMLC_PS_ROOT_PORT
-  std::string node_host;       // DMLC_NODE_HOST: the address others reach this node at
-  std::string interface;       // DMLC_INTERFACE: take node_host from this interface
-  double start_timeout = 60;       // PS_START_TIMEOUT, seconds
-  double heartbeat_interval = 1;   // PS_HEARTBEAT_INTERVAL, seconds; 0 turns heartbeats off
-  double heartbeat_timeout = 10;   // PS_HEARTBEAT_TIMEOUT, seconds
-  int verbose = 0;                 // PS_VERBOSE
-  int linger_ms = 2000;            // how long closing waits for unsent messages
+  int num_servers = 0;            // DMLC_NUM_SERVER: server registrations the scheduler waits for
+  int num_workers = 0;            // DMLC_NUM_WORKER: worker registrations (customers) it waits for
+  std::string scheduler_host;     // DMLC_PS_ROOT_URI
+  int scheduler_port = 0;         // DMLC_PS_ROOT_PORT
+  std::string node_host;          // DMLC_NODE_HOST: the address others reach this node at
+  std::string interface;          // DMLC_INTERFACE: take node_host from this interface
+  double start_timeout = 60;      // PS_START_TIMEOUT, seconds
+  double heartbeat_interval = 1;  // PS_HEARTBEAT_INTERVAL, seconds; 0 turns heartbeats off
+  double heartbeat_timeout = 10;  // PS_HEARTBEAT_TIMEOUT, seconds
+  int verbose = 0;                // PS_VERBOSE
+  int linger_ms = 2000;           // how long closing waits for unsent messages
 };
 
 // Why the receive path dropped a message. Counted per reason.
 enum class DropReason {
-  kEmpty,           // no frame at all
-  kBadMeta,         // meta does not parse, wrong version or unknown enum value
-  kFrameCount,      // data frames do not match the meta's data types
-  kFrameSize,       // a frame's size does not divide by its element size
-  kBadControl,      // a control message that is malformed or unexpected here
-  kUnknownSender,   // data from a node that is not in the job, or to another node
-  kDeadSender,      // from a node already declared dead
-  kUnroutable,      // no customer can take it (bad app or customer id, bad response)
+  kEmpty,          // no frame at all
+  kBadMeta,        // meta does not parse, wrong version or unknown enum value
+  kFrameCount,     // data frames do not match the meta's data types
+  kFrameSize,      // a frame's size does not divide by its element size
+  kBadControl,     // a control message that is malformed or unexpected here
+  kUnknownSender,  // data from a node that is not in the job, or to another node
+  kDeadSender,     // from a node already declared dead
+  kUnroutable,     // no customer can take it (bad app or customer id, bad response)
   kNumReasons
 };
 const char* DropReasonName(DropReason r);
@@ -119,7 +119,8 @@ class Van {
   // Records where node "id" listens; a later send to "id" connects there. Thread-safe.
   virtual void SetAddress(int id, const std::string& host, int port) = 0;
   // Sends one message to node "id". Thread-safe. Returns bytes sent or -1.
-  virtual int SendFrames(int id, const std::string& meta, const std::vector<SArray<char>>& data) = 0;
+  virtual int SendFrames(int id, const std::string& meta,
+                         const std::vector<SArray<char>>& data) = 0;
   // Waits up to "timeout_ms" for one message; false on timeout or Wake(). Van thread only.
   virtual bool RecvFrames(std::vector<SArray<char>>* frames, int timeout_ms) = 0;
   // Makes a blocked RecvFrames() return. Thread-safe.
@@ -166,8 +167,8 @@ class Van {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   Node my_node_;
-  std::map<int, Node> nodes_;                  // id -> node, once ready
-  std::unordered_map<int, Status> dead_;       // id -> why
+  std::map<int, Node> nodes_;             // id -> node, once ready
+  std::unordered_map<int, Status> dead_;  // id -> why
   Status fatal_;
   std::unordered_map<int, std::unique_ptr<Status>> barrier_result_;  // customer -> result
   bool logged_drop_[static_cast<int>(DropReason::kNumReasons)] = {};
@@ -182,7 +183,7 @@ class Van {
   Clock::time_point last_heard_scheduler_;
   // Scheduler's registration and barrier state.
   struct Registration {
-    Node node;       // with its id
+    Node node;  // with its id
     int customers = 0;
   };
   std::map<std::string, Registration> registered_;  // host:port -> node

@@ -61,7 +61,8 @@ TEST(Config, Durations) {
   env = Base();
   env["PS_HEARTBEAT_INTERVAL"] = "2";
   env["PS_HEARTBEAT_TIMEOUT"] = "3";
-  EXPECT_EQ(StartError(env), "PS_HEARTBEAT_TIMEOUT=3 must be at least twice PS_HEARTBEAT_INTERVAL=2");
+  EXPECT_EQ(StartError(env),
+            "PS_HEARTBEAT_TIMEOUT=3 must be at least twice PS_HEARTBEAT_INTERVAL=2");
   env = Base();
   env["PS_HEARTBEAT_TIMEOUT"] = "0";
   EXPECT_EQ(StartError(env), "PS_HEARTBEAT_TIMEOUT=0 is too small (at least 0.1)");
