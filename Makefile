@@ -68,7 +68,7 @@ $(BUILD)/libps.so: $(LIB_OBJS)
 $(BUILD)/pkgconfig/ps.pc: make/ps.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
-	    -e 's|@CFLAGS@|$(KEYDEF)|' $< > $@
+	    -e 's|@CFLAGS@|$(strip $(KEYDEF) $(SAN))|; s|@LIBS@|$(strip $(SAN))|' $< > $@
 
 # Test binaries link the static library, so they run from any folder. Programs that tests
 # start as processes have their own main().
@@ -93,7 +93,8 @@ install: lib
 	install -m 644 include/ps/internal/*.h $(PREFIX)/include/ps/internal/
 	install -m 644 $(BUILD)/libps.a $(BUILD)/libps.so $(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/lib|' \
-	    -e 's|@CFLAGS@|$(KEYDEF)|' make/ps.pc.in > $(PREFIX)/lib/pkgconfig/ps.pc
+	    -e 's|@CFLAGS@|$(strip $(KEYDEF) $(SAN))|; s|@LIBS@|$(strip $(SAN))|' \
+	    make/ps.pc.in > $(PREFIX)/lib/pkgconfig/ps.pc
 
 clean:
 	rm -rf build

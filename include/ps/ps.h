@@ -10,6 +10,7 @@
 #include "ps/base.h"
 #include "ps/internal/postoffice.h"
 #include "ps/internal/utils.h"
+#include "ps/kv_app.h"
 #include "ps/range.h"
 #include "ps/sarray.h"
 #include "ps/simple_app.h"

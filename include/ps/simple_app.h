@@ -82,13 +82,13 @@ class SimpleApp {
   virtual void set_request_handle(const Handle& request_handle) {
     CHECK(request_handle) << "invalid request handle";
     std::lock_guard<std::mutex> lk(handle_mu_);
-    request_handle_ = request_handle;
+    request_handle_ = std::make_shared<Handle>(request_handle);
   }
   // The handler of responses, run before the request counts as answered; default: nothing.
   virtual void set_response_handle(const Handle& response_handle) {
     CHECK(response_handle) << "invalid response handle";
     std::lock_guard<std::mutex> lk(handle_mu_);
-    response_handle_ = response_handle;
+    response_handle_ = std::make_shared<Handle>(response_handle);
   }
 
   virtual Customer* get_customer() { return obj_.get(); }
@@ -99,28 +99,30 @@ class SimpleApp {
   SimpleApp(int app_id, Postoffice* postoffice)
       : app_id_(app_id),
         postoffice_(postoffice ? postoffice : Postoffice::Get()),
-        request_handle_([](const SimpleData& recved, SimpleApp* app) { app->Response(recved); }),
-        response_handle_([](const SimpleData&, SimpleApp*) {}) {}
+        request_handle_(std::make_shared<Handle>(
+            [](const SimpleData& recved, SimpleApp* app) { app->Response(recved); })),
+        response_handle_(std::make_shared<Handle>([](const SimpleData&, SimpleApp*) {})) {}
 
   // Constant after construction.
   const int app_id_;
   Postoffice* const postoffice_;
 
   std::mutex handle_mu_;
-  Handle request_handle_;   // protected by handle_mu_
-  Handle response_handle_;  // protected by handle_mu_
+  // Shared, not copied per message: a handle with state must see every message.
+  std::shared_ptr<Handle> request_handle_;   // protected by handle_mu_
+  std::shared_ptr<Handle> response_handle_;  // protected by handle_mu_
   std::unique_ptr<Customer> obj_;
 
- private:
+  // Runs the request or response handle on a SimpleApp message.
   void Process(const Message& msg) {
     SimpleData recv{msg.meta.head, msg.meta.body, msg.meta.sender, msg.meta.timestamp,
                     msg.meta.customer_id};
-    Handle handle;
+    std::shared_ptr<Handle> handle;
     {
       std::lock_guard<std::mutex> lk(handle_mu_);
       handle = msg.meta.request ? request_handle_ : response_handle_;
     }
-    handle(recv, this);
+    (*handle)(recv, this);
   }
 };
 

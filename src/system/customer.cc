@@ -84,6 +84,24 @@ void Customer::AddResponse(int timestamp, int num) {
   if (it->second.remaining <= 0) FinishLocked(timestamp, it->second.status);
 }
 
+void Customer::FailRequest(int timestamp, const Status& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pending_.find(timestamp);
+  if (it != pending_.end() && it->second.status.ok()) it->second.status = why;
+}
+
+int Customer::NewFailedRequest(const Status& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  int ts = next_timestamp_++;
+  failed_[ts] = why;
+  return ts;
+}
+
+size_t Customer::pending_size() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return pending_.size() + failed_.size();
+}
+
 void Customer::Accept(const Message& recved) { recv_queue_.Push(recved, recved.meta.priority); }
 
 void Customer::FinishLocked(int ts, Status status) {

@@ -38,9 +38,10 @@ class Node:
 class Job:
     """One scheduler, S servers and W workers of ps_job; call stop() when done."""
 
-    def __init__(self, servers, workers, env=None, args=(), start_workers=None, port=None):
-        if not os.access(PS_JOB, os.X_OK):
-            raise AssertionError(f"{PS_JOB} is missing: run make first")
+    def __init__(self, servers, workers, env=None, args=(), start_workers=None, port=None,
+                 program=PS_JOB):
+        if not os.access(program, os.X_OK):
+            raise AssertionError(f"{program} is missing: run make first")
         self.port = port or free_port()
         self.tmp = tempfile.TemporaryDirectory()
         self.nodes = []
@@ -58,7 +59,7 @@ class Job:
             out = os.path.join(self.tmp.name, f"{role}{index}.out")
             err = os.path.join(self.tmp.name, f"{role}{index}.err")
             with open(out, "w") as fo, open(err, "w") as fe:
-                proc = subprocess.Popen([PS_JOB, *args], env=node_env, stdout=fo, stderr=fe,
+                proc = subprocess.Popen([program, *args], env=node_env, stdout=fo, stderr=fe,
                                         start_new_session=True)
             self.nodes.append(Node(role, index, proc, out, err))
 

@@ -1,11 +1,14 @@
 """Jobs of real processes: a scheduler, servers and workers of ps_job over loopback."""
 import os
 import re
+import shlex
 import signal
 import socket
+import subprocess
+import tempfile
 import unittest
 
-from jobs import Job
+from jobs import BUILD_DIR, ROOT, Job
 
 FAST_HEARTBEAT = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "2"}
 
@@ -70,6 +73,21 @@ class JobTest(unittest.TestCase):
         for n in job.nodes:
             self.assertEqual(n.proc.returncode, 1)
             self.assertEqual(n.stderr().strip(), "error: node: DMLC_NUM_WORKER=abc is not a number")
+
+    def test_program_built_through_pkg_config_runs_as_a_job(self):
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD_DIR, "pkgconfig"))
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ps"], env=env, check=True,
+                               stdout=subprocess.PIPE, text=True).stdout
+        with tempfile.TemporaryDirectory() as tmp:
+            program = os.path.join(tmp, "consumer")
+            source = os.path.join(ROOT, "tests", "consumer", "consumer.cc")
+            subprocess.run(["g++", source, "-o", program, *shlex.split(flags)], check=True)
+            job = self.run_job(1, 2, program=program)
+            job.wait(timeout=60)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 0, job.report())
+        for n in job.role("worker"):
+            self.assertIn("pulled 20 40 60", n.stdout(), job.report())
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ class Customer {
   // Counts "num" responses for "timestamp" without a message (ps-lite: nodes skipped).
   void AddResponse(int timestamp, int num = 1);
 
+  // Marks pending request "timestamp" as failed with "why" (the first failure wins); it still
+  // finishes only when its responses are in. For apps that find a response unusable.
+  void FailRequest(int timestamp, const Status& why);
+  // Issues a timestamp whose request has already failed with "why" (a call with bad arguments).
+  int NewFailedRequest(const Status& why);
+
+  // Requests not finished yet, and failures not yet waited for: what the customer holds.
+  size_t pending_size();
+
   // Queues a message for the receive thread. Called by the postoffice on the van thread.
   void Accept(const Message& recved);
   // Fails pending requests that wait for node "node_id", or all of them with "everything".

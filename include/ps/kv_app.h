@@ -1,0 +1,605 @@
+// The key-value apps, with ps-lite's API: a KVWorker pushes values for sorted keys to the
+// servers and pulls them back; a KVServer answers with a request handle the application writes
+// (KVServerDefaultHandle sums pushes into a store).
+//
+// Keys are split over the servers by key range (Postoffice::GetServerKeyRanges; set_slicer
+// replaces the split). Values are either k per key (vals.size() a multiple of keys.size()) or
+// given per key by lens. Pull responses carry values only: the worker already has the keys.
+//
+// Threads: every KVWorker call returns at once with a timestamp; Wait(timestamp) blocks until all
+// servers involved answered. Callbacks and handles run on the app's customer thread and must not
+// Wait on the same app. All methods may be called from any thread.
+#ifndef PS_KV_APP_H_
+#define PS_KV_APP_H_
+
+#include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ps/base.h"
+#include "ps/simple_app.h"
+
+namespace ps {
+
+// Keys, values and, optionally, the number of values of each key.
+template <typename Val>
+struct KVPairs {
+  SArray<Key> keys;
+  SArray<Val> vals;
+  SArray<int> lens;  // empty: vals.size() / keys.size() values per key
+  int priority = 0;
+};
+
+// What a server's request handle learns about a request.
+struct KVMeta {
+  int cmd;          // the worker's cmd argument
+  bool push;        // the request carries values
+  bool pull;        // the request wants values back
+  int sender;       // node id of the worker
+  int timestamp;    // the worker's timestamp, to be echoed by Response
+  int customer_id;  // the worker's customer
+};
+
+namespace kv {
+
+// Keys must be sorted and unique; says where they are not.
+inline Status CheckOrder(const SArray<Key>& keys) {
+  for (size_t i = 1; i < keys.size(); ++i) {
+    if (!(keys[i - 1] < keys[i])) {
+      return Status::InvalidArgument("keys must be sorted and unique: keys[" + std::to_string(i) +
+                                     "]=" + std::to_string(keys[i]) + " comes after keys[" +
+                                     std::to_string(i - 1) + "]=" + std::to_string(keys[i - 1]));
+    }
+  }
+  return Status::OK();
+}
+
+// The values of "num_keys" keys: a multiple of num_keys without lens, else as lens say.
+template <typename Val>
+Status CheckValues(size_t num_keys, const SArray<Val>& vals, const SArray<int>& lens) {
+  const std::string keys = std::to_string(num_keys) + " keys";
+  if (lens.empty()) {
+    if ((num_keys == 0 && !vals.empty()) || (num_keys > 0 && vals.size() % num_keys != 0)) {
+      return Status::InvalidArgument(std::to_string(vals.size()) + " values for " + keys +
+                                     ": not a multiple; give lens for values of different "
+                                     "lengths");
+    }
+    return Status::OK();
+  }
+  if (lens.size() != num_keys) {
+    return Status::InvalidArgument("lens has " + std::to_string(lens.size()) + " entries for " +
+                                   keys);
+  }
+  size_t sum = 0;
+  for (size_t i = 0; i < num_keys; ++i) {
+    if (lens[i] < 0) {
+      return Status::InvalidArgument("lens[" + std::to_string(i) + "]=" + std::to_string(lens[i]) +
+                                     " is negative");
+    }
+    sum += static_cast<size_t>(lens[i]);
+  }
+  if (sum != vals.size()) {
+    return Status::InvalidArgument("lens add up to " + std::to_string(sum) + ", but there are " +
+                                   std::to_string(vals.size()) + " values");
+  }
+  return Status::OK();
+}
+
+// Copies "src" into "dst" (an SArray or a std::vector) from position "offset" on.
+template <typename C, typename T>
+void CopyInto(C* dst, size_t offset, const SArray<T>& src) {
+  if (!src.empty()) std::copy(src.begin(), src.end(), dst->data() + offset);
+}
+
+}  // namespace kv
+
+template <typename Val>
+class KVWorker : public SimpleApp {
+ public:
+  using SimpleApp::obj_;
+  // Runs on the customer thread once every server answered, before Wait returns.
+  using Callback = std::function<void()>;
+  // For each server rank: whether it gets anything, and what.
+  using SlicedKVs = std::vector<std::pair<bool, KVPairs<Val>>>;
+  using Slicer = std::function<void(const KVPairs<Val>& send, const std::vector<Range>& ranges,
+                                    SlicedKVs* sliced)>;
+
+  // "postoffice" is the node the worker lives on; null means the default node.
+  // REQUIRES: the node is a worker; (app_id, customer_id) unique on it.
+  explicit KVWorker(int app_id, int customer_id, Postoffice* postoffice = nullptr)
+      : SimpleApp(app_id, postoffice), slicer_(DefaultSlicer) {
+    obj_.reset(new Customer(
+        app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+  }
+
+  ~KVWorker() override { obj_.reset(); }
+
+  // Pushes "vals" for "keys" (copied first: the vectors may be reused at once).
+  int Push(const std::vector<Key>& keys, const std::vector<Val>& vals,
+           const std::vector<int>& lens = {}, int cmd = 0, const Callback& cb = nullptr,
+           int priority = 0) {
+    return ZPush(SArray<Key>(keys), SArray<Val>(vals), SArray<int>(lens), cmd, cb, priority);
+  }
+
+  // Pulls the values of "keys" into "vals" (and their lengths into "lens", if given). The
+  // outputs are filled and sized when Wait returns or the callback runs; an output that is not
+  // empty must already have the right size. They must stay alive until then.
+  int Pull(const std::vector<Key>& keys, std::vector<Val>* vals, std::vector<int>* lens = nullptr,
+           int cmd = 0, const Callback& cb = nullptr, int priority = 0) {
+    return Send(SArray<Key>(keys), nullptr, SArray<int>(), true, vals, lens, cmd, cb, priority);
+  }
+
+  // Pushes "vals" and pulls the values after the push into "outs", in one round trip.
+  int PushPull(const std::vector<Key>& keys, const std::vector<Val>& vals, std::vector<Val>* outs,
+               std::vector<int>* lens = nullptr, int cmd = 0, const Callback& cb = nullptr,
+               int priority = 0) {
+    SArray<Val> v(vals);
+    return Send(SArray<Key>(keys), &v, SArray<int>(), true, outs, lens, cmd, cb, priority);
+  }
+
+  // Zero-copy forms: the arrays are sent as they are and must not change until Wait returns.
+  int ZPush(const SArray<Key>& keys, const SArray<Val>& vals, const SArray<int>& lens = {},
+            int cmd = 0, const Callback& cb = nullptr, int priority = 0) {
+    return Send(keys, &vals, lens, false, static_cast<SArray<Val>*>(nullptr),
+                static_cast<SArray<int>*>(nullptr), cmd, cb, priority);
+  }
+
+  // Pulls into "vals"; when it is empty and one server holds all the keys, the received buffer
+  // is handed over without a copy.
+  int ZPull(const SArray<Key>& keys, SArray<Val>* vals, SArray<int>* lens = nullptr, int cmd = 0,
+            const Callback& cb = nullptr, int priority = 0) {
+    return Send(keys, nullptr, SArray<int>(), true, vals, lens, cmd, cb, priority);
+  }
+
+  int ZPushPull(const SArray<Key>& keys, const SArray<Val>& vals, SArray<Val>* outs,
+                SArray<int>* lens = nullptr, int cmd = 0, const Callback& cb = nullptr,
+                int priority = 0) {
+    return Send(keys, &vals, SArray<int>(), true, outs, lens, cmd, cb, priority);
+  }
+
+  // Blocks until request "timestamp" finished. On a failure (bad arguments, a dead server, a
+  // server's error answer) reports it and ends the process; TryWait returns it instead.
+  // REQUIRES: not on this worker's customer thread.
+  void Wait(int timestamp) override {
+    Status s = TryWait(timestamp);
+    if (!s.ok()) postoffice_->Die(s);
+  }
+  Status TryWait(int timestamp) {
+    Status s = obj_->TryWaitRequest(timestamp);
+    if (!s.ok()) {
+      // A failed request may never see its last response: drop what it left behind.
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_.erase(timestamp);
+    }
+    return s;
+  }
+
+  // Replaces how keys are split over the servers. REQUIRES: no request in flight.
+  void set_slicer(const Slicer& slicer) {
+    CHECK(slicer) << "invalid slicer";
+    std::lock_guard<std::mutex> lk(mu_);
+    slicer_ = slicer;
+  }
+
+  // Requests whose responses are not all in, here and in the customer (bookkeeping check).
+  size_t pending_requests() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return pending_.size() + obj_->pending_size();
+  }
+
+  // The default split: server i gets the keys in ranges[i] (the last range includes its end),
+  // with their values. Segments share the buffers of "send": nothing is copied.
+  static void DefaultSlicer(const KVPairs<Val>& send, const std::vector<Range>& ranges,
+                            SlicedKVs* sliced) {
+    const size_t num = ranges.size();
+    const size_t n = send.keys.size();
+    sliced->assign(num, std::make_pair(false, KVPairs<Val>()));
+    std::vector<size_t> pos(num + 1, n);
+    pos[0] = 0;
+    for (size_t i = 1; i < num; ++i) {
+      pos[i] = std::lower_bound(send.keys.begin() + pos[i - 1], send.keys.end(),
+                                static_cast<Key>(ranges[i].begin())) -
+               send.keys.begin();
+    }
+    const bool has_lens = !send.lens.empty();
+    const size_t k = !has_lens && n ? send.vals.size() / n : 0;
+    size_t val_pos = 0;
+    for (size_t i = 0; i < num; ++i) {
+      size_t kb = pos[i], ke = pos[i + 1];
+      if (kb == ke) continue;
+      KVPairs<Val>& kv = (*sliced)[i].second;
+      (*sliced)[i].first = true;
+      kv.keys = send.keys.segment(kb, ke);
+      if (has_lens) {
+        kv.lens = send.lens.segment(kb, ke);
+        size_t len = 0;
+        for (int l : kv.lens) len += static_cast<size_t>(l);
+        kv.vals = send.vals.segment(val_pos, val_pos + len);
+        val_pos += len;
+      } else if (!send.vals.empty()) {
+        kv.vals = send.vals.segment(kb * k, ke * k);
+      }
+    }
+  }
+
+ private:
+  // One request whose responses are not all in.
+  struct Pending {
+    int expected = 0;  // responses
+    int received = 0;
+    Callback cb;
+    bool pull = false;
+    Status error;                             // a response that could not be used
+    std::vector<size_t> keys_of;              // by server rank: keys sent there
+    std::vector<int> order;                   // server ranks in the order of their keys
+    std::vector<KVPairs<Val>> got;            // by server rank: values received
+    std::function<Status(Pending*)> deliver;  // writes the pulled values to the outputs
+  };
+
+  // Validates, slices and sends one request; "vals" null for a pull, "outs" null for a push.
+  template <typename C, typename D>
+  int Send(const SArray<Key>& keys, const SArray<Val>* vals, const SArray<int>& lens, bool pull,
+           C* outs, D* out_lens, int cmd, const Callback& cb, int priority) {
+    Status s = kv::CheckOrder(keys);
+    if (s.ok() && vals) s = kv::CheckValues(keys.size(), *vals, lens);
+    if (!s.ok()) {
+      LOG(ERROR) << s.message();
+      return obj_->NewFailedRequest(s);
+    }
+    KVPairs<Val> send;
+    send.keys = keys;
+    if (vals) send.vals = *vals;
+    send.lens = lens;
+    SlicedKVs sliced;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      slicer_(send, postoffice_->GetServerKeyRanges(), &sliced);
+    }
+    Pending p;
+    p.cb = cb;
+    p.pull = pull;
+    p.keys_of.assign(sliced.size(), 0);
+    p.got.resize(sliced.size());
+    std::vector<int> recvers;
+    std::vector<std::pair<Key, int>> first_keys;
+    for (size_t i = 0; i < sliced.size(); ++i) {
+      if (!sliced[i].first || sliced[i].second.keys.empty()) continue;
+      recvers.push_back(Postoffice::ServerRankToID(static_cast<int>(i)));
+      p.keys_of[i] = sliced[i].second.keys.size();
+      first_keys.emplace_back(sliced[i].second.keys[0], static_cast<int>(i));
+    }
+    std::sort(first_keys.begin(), first_keys.end());
+    for (const auto& fk : first_keys) p.order.push_back(fk.second);
+    p.expected = static_cast<int>(recvers.size());
+    if (pull) {
+      p.deliver = [outs, out_lens, n = keys.size()](Pending* q) {
+        return Deliver(q, n, outs, out_lens);
+      };
+    }
+
+    if (recvers.empty()) {
+      // Nothing to send: the request finishes here, with empty outputs.
+      Status empty = pull ? p.deliver(&p) : Status::OK();
+      if (!empty.ok()) return obj_->NewFailedRequest(empty);
+      int ts = obj_->NewRequest(recvers);
+      if (cb) cb();
+      return ts;
+    }
+    int ts = obj_->NewRequest(recvers);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_.emplace(ts, std::move(p));
+    }
+    for (size_t i = 0; i < sliced.size(); ++i) {
+      if (!sliced[i].first || sliced[i].second.keys.empty()) continue;
+      const KVPairs<Val>& kv = sliced[i].second;
+      Message msg;
+      msg.meta.app_id = app_id_;
+      msg.meta.customer_id = obj_->customer_id();
+      msg.meta.request = true;
+      msg.meta.push = vals != nullptr;
+      msg.meta.pull = pull;
+      msg.meta.head = cmd;
+      msg.meta.timestamp = ts;
+      msg.meta.priority = priority;
+      msg.meta.recver = Postoffice::ServerRankToID(static_cast<int>(i));
+      msg.AddData(kv.keys);
+      if (vals) {
+        msg.AddData(kv.vals);
+        if (!kv.lens.empty()) msg.AddData(kv.lens);
+      }
+      postoffice_->van()->Send(msg);
+    }
+    return ts;
+  }
+
+  // Copies the pulled values, in key order, into the outputs.
+  template <typename C, typename D>
+  static Status Deliver(Pending* p, size_t num_keys, C* vals, D* lens) {
+    // Without lens every key must have the same number of values.
+    size_t total = 0;
+    long k = -1;
+    bool uneven = false;
+    for (int r : p->order) {
+      const KVPairs<Val>& kv = p->got[r];
+      total += kv.vals.size();
+      for (int l : kv.lens) {
+        if (k >= 0 && l != k) uneven = true;
+        k = l;
+      }
+      if (kv.lens.empty()) {
+        long kr = static_cast<long>(kv.vals.size() / p->keys_of[r]);
+        if (k >= 0 && kr != k) uneven = true;
+        k = kr;
+      }
+    }
+    if (!lens && uneven) {
+      return Status::InvalidArgument(
+          "the servers answered values of different lengths per key; pull with lens");
+    }
+    bool shared = false;
+    if constexpr (std::is_same<C, SArray<Val>>::value) {
+      if (vals->empty() && p->order.size() == 1) {
+        *vals = p->got[p->order[0]].vals;  // the received buffer itself: no copy
+        shared = true;
+      }
+    }
+    if (!shared) {
+      if (vals->empty()) vals->resize(total);
+      if (vals->size() != total) {
+        return Status::InvalidArgument("the pull output holds " + std::to_string(vals->size()) +
+                                       " values, but the servers answered " +
+                                       std::to_string(total));
+      }
+      size_t at = 0;
+      for (int r : p->order) {
+        kv::CopyInto(vals, at, p->got[r].vals);
+        at += p->got[r].vals.size();
+      }
+    }
+    if (lens) {
+      lens->resize(num_keys);
+      size_t at = 0;
+      for (int r : p->order) {
+        const KVPairs<Val>& kv = p->got[r];
+        if (kv.lens.empty()) {
+          std::fill(lens->data() + at, lens->data() + at + p->keys_of[r],
+                    static_cast<int>(kv.vals.size() / p->keys_of[r]));
+        } else {
+          kv::CopyInto(lens, at, kv.lens);
+        }
+        at += p->keys_of[r];
+      }
+    }
+    return Status::OK();
+  }
+
+  // Reads one server's answer to a pull: values, and lens if the server sent them.
+  static Status ParseResponse(const Message& msg, size_t num_keys, KVPairs<Val>* kv) {
+    const auto& types = msg.meta.data_type;
+    std::string who = "server " + std::to_string(Postoffice::IDtoRank(msg.meta.sender));
+    if (types.empty() || types.size() > 2 || types[0] != GetDataType<Val>() ||
+        (types.size() == 2 && types[1] != INT32)) {
+      return Status::InvalidArgument(who + " answered a pull with frames of the wrong types");
+    }
+    kv->vals = SArray<Val>(msg.data[0]);
+    if (types.size() == 2) kv->lens = SArray<int>(msg.data[1]);
+    Status s = kv::CheckValues(num_keys, kv->vals, kv->lens);
+    if (!s.ok()) {
+      return Status::InvalidArgument(who + " answered a pull of " + std::to_string(num_keys) +
+                                     " keys badly: " + s.message());
+    }
+    return Status::OK();
+  }
+
+  void Process(const Message& msg) {
+    if (msg.meta.simple_app) return SimpleApp::Process(msg);
+    const int ts = msg.meta.timestamp;
+    std::unique_lock<std::mutex> lk(mu_);
+    auto it = pending_.find(ts);
+    if (it == pending_.end()) return;
+    Pending& p = it->second;
+    const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
+    if (p.pull && rank < p.got.size() && p.error.ok()) {
+      Status s = ParseResponse(msg, p.keys_of[rank], &p.got[rank]);
+      if (!s.ok()) p.error = s;
+    }
+    if (++p.received < p.expected) return;
+    Pending done = std::move(p);
+    pending_.erase(it);
+    lk.unlock();
+    // The last response: deliver, then the callback, all before Wait returns.
+    Status s = done.error;
+    if (s.ok() && done.pull) s = done.deliver(&done);
+    if (!s.ok()) {
+      obj_->FailRequest(ts, s);
+    } else if (done.cb) {
+      done.cb();
+    }
+  }
+
+  // Protected by mu_.
+  std::mutex mu_;
+  Slicer slicer_;
+  std::unordered_map<int, Pending> pending_;  // timestamp -> request; erased when finished
+};
+
+template <typename Val>
+class KVServer : public SimpleApp {
+ public:
+  using SimpleApp::obj_;
+  using ReqHandle =
+      std::function<void(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer* server)>;
+
+  // "postoffice" is the node the server lives on; null means the default node.
+  explicit KVServer(int app_id, Postoffice* postoffice = nullptr) : SimpleApp(app_id, postoffice) {
+    obj_.reset(new Customer(
+        app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+  }
+
+  ~KVServer() override { obj_.reset(); }
+
+  // Sets the handle of key-value requests; it runs on the customer thread, one request at a
+  // time, and answers each with Response or ResponseError, then or later, from any thread.
+  // Requests that arrive before it is set wait for it.
+  void set_request_handle(const ReqHandle& request_handle) {
+    CHECK(request_handle) << "invalid request handle";
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    request_handle_ = std::make_shared<ReqHandle>(request_handle);
+    kv_cv_.notify_all();
+  }
+
+  // Answers request "req"; for a pull, "res" holds the values of the requested keys, in order
+  // (res.keys is not sent: the worker has them), and res.lens if their lengths differ.
+  void Response(const KVMeta& req, const KVPairs<Val>& res = KVPairs<Val>()) {
+    Message msg = Answer(req);
+    if (req.pull) {
+      msg.AddData(res.vals);
+      if (!res.lens.empty()) msg.AddData(res.lens);
+    }
+    postoffice_->van()->Send(msg);
+  }
+
+  // Answers request "req" with an error; the worker's Wait reports "error".
+  void ResponseError(const KVMeta& req, const std::string& error) {
+    Message msg = Answer(req);
+    msg.meta.error = error.empty() ? "error" : error;
+    postoffice_->van()->Send(msg);
+  }
+
+ private:
+  Message Answer(const KVMeta& req) const {
+    Message msg;
+    msg.meta.app_id = app_id_;
+    msg.meta.customer_id = req.customer_id;
+    msg.meta.request = false;
+    msg.meta.push = req.push;
+    msg.meta.pull = req.pull;
+    msg.meta.head = req.cmd;
+    msg.meta.timestamp = req.timestamp;
+    msg.meta.recver = req.sender;
+    return msg;
+  }
+
+  // Reads a request's frames: keys, then values and lens for a push.
+  static Status ParseRequest(const Message& msg, KVPairs<Val>* kv) {
+    const auto& types = msg.meta.data_type;
+    const size_t want = msg.meta.push ? 2 : 1;
+    if (types.size() < want || types.size() > want + (msg.meta.push ? 1 : 0) ||
+        types[0] != GetDataType<Key>() || (msg.meta.push && types[1] != GetDataType<Val>()) ||
+        (types.size() == 3 && types[2] != INT32)) {
+      return Status::InvalidArgument("malformed request: its frames are not keys" +
+                                     std::string(msg.meta.push ? ", values [, lens]" : ""));
+    }
+    kv->keys = SArray<Key>(msg.data[0]);
+    if (kv->keys.empty()) return Status::InvalidArgument("malformed request: no keys");
+    if (!msg.meta.push) return Status::OK();
+    kv->vals = SArray<Val>(msg.data[1]);
+    if (types.size() == 3) kv->lens = SArray<int>(msg.data[2]);
+    return kv::CheckValues(kv->keys.size(), kv->vals, kv->lens);
+  }
+
+  void Process(const Message& msg) {
+    if (msg.meta.simple_app) return SimpleApp::Process(msg);
+    KVMeta meta{msg.meta.head,   msg.meta.push,      msg.meta.pull,
+                msg.meta.sender, msg.meta.timestamp, msg.meta.customer_id};
+    KVPairs<Val> data;
+    data.priority = msg.meta.priority;
+    Status s = ParseRequest(msg, &data);
+    if (!s.ok()) return ResponseError(meta, s.message());
+    // Shared, not copied: a handle with state (a store) must see every request.
+    std::shared_ptr<ReqHandle> handle;
+    {
+      std::unique_lock<std::mutex> lk(kv_mu_);
+      kv_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return request_handle_ != nullptr; });
+      handle = request_handle_;
+    }
+    if (!handle) {
+      return ResponseError(meta, "KVServer app " + std::to_string(app_id_) +
+                                     " has no request handle (set_request_handle)");
+    }
+    (*handle)(meta, data, this);
+  }
+
+  std::mutex kv_mu_;
+  std::condition_variable kv_cv_;
+  std::shared_ptr<ReqHandle> request_handle_;  // protected by kv_mu_
+};
+
+// A request handle that keeps a store: a push adds its values to the stored ones (a key's first
+// push sets them), a pull returns them. A key may hold any number of values, but always the
+// same number. Keys never pushed read as zeros, as many as the other keys of the pull have (or
+// one). Runs on the server's customer thread only: the store needs no lock.
+template <typename Val>
+struct KVServerDefaultHandle {
+  void operator()(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer<Val>* server) {
+    const size_t n = req_data.keys.size();
+    if (req_meta.push) {
+      std::vector<size_t> len(n), off(n + 1, 0);
+      for (size_t i = 0; i < n; ++i) {
+        len[i] = req_data.lens.empty() ? req_data.vals.size() / n
+                                       : static_cast<size_t>(req_data.lens[i]);
+        off[i + 1] = off[i] + len[i];
+        auto it = store.find(req_data.keys[i]);
+        if (it != store.end() && it->second.size() != len[i]) {
+          // All or nothing: reject before changing anything.
+          return server->ResponseError(req_meta, "key " + std::to_string(req_data.keys[i]) +
+                                                     " holds " + std::to_string(it->second.size()) +
+                                                     " values; a push of " +
+                                                     std::to_string(len[i]) + " does not fit");
+        }
+      }
+      for (size_t i = 0; i < n; ++i) {
+        const Val* v = req_data.vals.data() + off[i];
+        auto& stored = store[req_data.keys[i]];
+        if (stored.empty()) {
+          stored.assign(v, v + len[i]);
+        } else {
+          for (size_t j = 0; j < len[i]; ++j) stored[j] += v[j];
+        }
+      }
+    }
+    KVPairs<Val> res;
+    if (req_meta.pull) {
+      size_t fill = 0;  // the length of missing keys: that of the present ones, if all agree
+      bool uniform = true;
+      for (size_t i = 0; i < n; ++i) {
+        auto it = store.find(req_data.keys[i]);
+        if (it == store.end()) continue;
+        if (fill && fill != it->second.size()) uniform = false;
+        fill = it->second.size();
+      }
+      if (!uniform || fill == 0) fill = 1;
+      std::vector<int> lens(n);
+      size_t total = 0;
+      for (size_t i = 0; i < n; ++i) {
+        auto it = store.find(req_data.keys[i]);
+        lens[i] = static_cast<int>(it == store.end() ? fill : it->second.size());
+        total += lens[i];
+      }
+      res.vals.resize(total);
+      size_t at = 0;
+      bool same = true;
+      for (size_t i = 0; i < n; ++i) {
+        auto it = store.find(req_data.keys[i]);
+        if (it != store.end()) std::copy(it->second.begin(), it->second.end(), &res.vals[at]);
+        at += lens[i];
+        same = same && lens[i] == lens[0];
+      }
+      if (!same) res.lens = SArray<int>(lens);
+    }
+    server->Response(req_meta, res);
+  }
+
+  std::unordered_map<Key, std::vector<Val>> store;
+};
+
+}  // namespace ps
+#endif  // PS_KV_APP_H_
