@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""A node for the launcher's tests: a real process that shows what the launcher gave it.
+
+It prints its DMLC_* variables (then those named by --print-env), one NAME=VALUE per line,
+and `cwd=DIR` on stdout, and `stderr of <role>` on stderr. Then it does what it is told:
+
+  --pid-dir DIR        write DIR/<task id>.pids: this process's pid, and its child's
+  --child              first start a child process (it sleeps) in this node's process group
+  --ignore-sigterm     ignore SIGTERM (the child too)
+  --fail ID=CODE       the node whose DMLC_TASK_ID is ID exits with CODE, or kills itself
+                       with signal -CODE when CODE is negative, once --wait-for pid files
+                       exist in --pid-dir
+  --wait-for N         (default 0)
+  --sleep SEC          the other nodes sleep SEC seconds, then exit 0 (default 0)
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+WAIT_LIMIT = 30  # seconds a failing node waits for the others' pid files
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pid-dir")
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--fail", default="")
+    parser.add_argument("--wait-for", type=int, default=0)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--print-env", action="append", default=[])
+    args = parser.parse_args()
+
+    pids = [os.getpid()]
+    if args.child:
+        pids.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).pid)
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    task_id = os.environ["DMLC_TASK_ID"]
+    if args.pid_dir:
+        path = os.path.join(args.pid_dir, f"{task_id}.pids")
+        with open(path + ".tmp", "w") as f:
+            f.write(" ".join(map(str, pids)))
+        os.replace(path + ".tmp", path)  # whole, or not there
+
+    names = sorted(k for k in os.environ if k.startswith("DMLC_")) + args.print_env
+    for name in names:
+        print(f"{name}={os.environ.get(name)}")
+    print(f"cwd={os.getcwd()}", flush=True)
+    print(f"stderr of {os.environ['DMLC_ROLE']}", file=sys.stderr, flush=True)
+
+    fail_id, _, code = args.fail.partition("=")
+    if fail_id != task_id:
+        time.sleep(args.sleep)
+        return 0
+    deadline = time.monotonic() + WAIT_LIMIT
+    while (args.wait_for and time.monotonic() < deadline
+           and len([f for f in os.listdir(args.pid_dir) if f.endswith(".pids")]) < args.wait_for):
+        time.sleep(0.01)
+    if int(code) < 0:
+        os.kill(os.getpid(), -int(code))
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
