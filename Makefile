@@ -31,14 +31,16 @@ INTEG_SRCS := $(sort $(wildcard tests/integration/*_test.cc))
 PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
+BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
 
-.PHONY: all lib test lint install clean help
+.PHONY: all lib test bench lint install clean help
 all: lib
 lib: $(BUILD)/libps.a $(BUILD)/libps.so $(BUILD)/pkgconfig/ps.pc
 
 help:
 	@echo "make [all]      build $(BUILD)/libps.a, libps.so and pkgconfig/ps.pc"
 	@echo "make test       build and run every test; ends with 'N passed, M failed'"
+	@echo "make bench      build and run the benchmarks (build/bench/*.jsonl)"
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
 	@echo "make install PREFIX=DIR"
@@ -72,7 +74,7 @@ $(BUILD)/pkgconfig/ps.pc: make/ps.pc.in Makefile
 
 # Test binaries link the static library, so they run from any folder. Programs that tests
 # start as processes have their own main().
-$(PROG_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
+$(PROG_BINS) $(BENCH_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
@@ -82,6 +84,10 @@ $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 
 test: $(TEST_BINS) $(PROG_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
+
+# Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/.
+bench: $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; done
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \

@@ -113,6 +113,7 @@ Status Postoffice::ParseConfigLocked() {
   if (const char* h = env_->find("DMLC_NODE_HOST")) o.node_host = Trim(h);
   if (const char* i = env_->find("DMLC_INTERFACE")) o.interface = Trim(i);
   check(ReadInt(*env_, "PS_VERBOSE", false, 0, 0, 2, &o.verbose));
+  check(ReadInt(*env_, "PS_SPIN_US", false, 0, 0, 1000000, &spin_us_));
   check(ReadSeconds(*env_, "PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
   check(ReadSeconds(*env_, "PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
   check(ReadSeconds(*env_, "PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
@@ -288,6 +289,12 @@ int Postoffice::verbose() {
   std::lock_guard<std::mutex> lk(start_mu_);
   ParseConfigLocked();
   return options_.verbose;
+}
+
+int Postoffice::spin_us() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  ParseConfigLocked();
+  return spin_us_;
 }
 
 int Postoffice::my_rank() const {

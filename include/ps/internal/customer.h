@@ -2,9 +2,10 @@
 // responses to them, and runs the app's handler on every message it receives.
 //
 // Threads: the customer owns one receive thread, started by the constructor and joined by the
-// destructor; the handler runs there, one message at a time, highest priority first. The handler
-// must not wait for a request of the same customer (it would wait for itself). All other methods
-// are thread-safe.
+// destructor. The handler runs there for requests, one at a time, highest priority first; for
+// responses it runs on the node's van thread. Either way it must not wait for a request (a
+// response handler would wait for the thread that delivers the answer). All other methods are
+// thread-safe.
 #ifndef PS_INTERNAL_CUSTOMER_H_
 #define PS_INTERNAL_CUSTOMER_H_
 
@@ -67,7 +68,8 @@ class Customer {
   // Requests not finished yet, and failures not yet waited for: what the customer holds.
   size_t pending_size();
 
-  // Queues a message for the receive thread. Called by the postoffice on the van thread.
+  // Takes a message: queues a request for the receive thread, handles a response at once.
+  // Called by the postoffice on the van thread.
   void Accept(const Message& recved);
   // Fails pending requests that wait for node "node_id", or all of them with "everything".
   void OnNodeFailed(int node_id, const Status& why, bool everything);
@@ -81,6 +83,8 @@ class Customer {
   };
 
   void Receiving();
+  // Runs the handler on one message and counts a response.
+  void Handle(const Message& msg);
   // Records one response from "sender" to "ts"; finishes the request after the last one.
   // REQUIRES: mu_ held.
   void AddResponseLocked(int ts, int sender, const Status& error);
@@ -91,6 +95,7 @@ class Customer {
   const int customer_id_;
   const RecvHandle recv_handle_;
   Postoffice* const postoffice_;
+  const int spin_us_;  // PS_SPIN_US: how long a wait spins before it sleeps
 
   ThreadsafePQueue<Message> recv_queue_;
   std::thread recv_thread_;

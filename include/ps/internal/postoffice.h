@@ -86,6 +86,8 @@ class Postoffice {
   bool is_server();
   bool is_scheduler();
   int verbose();
+  // PS_SPIN_US: microseconds a Wait keeps looking for its answer before it sleeps.
+  int spin_us();
   // The rank of this node within its role, once started.
   int my_rank() const;
   bool is_recovery() const { return false; }
@@ -114,6 +116,7 @@ class Postoffice {
   bool config_parsed_ = false;
   Status config_status_;
   VanOptions options_;
+  int spin_us_ = 0;
   std::unique_ptr<Van> van_;  // set once by the first Start; reset by the next Start after stop
   int active_customers_ = 0;  // Start calls not yet matched by Finalize
   std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids

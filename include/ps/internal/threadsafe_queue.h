@@ -3,10 +3,13 @@
 #ifndef PS_INTERNAL_THREADSAFE_QUEUE_H_
 #define PS_INTERNAL_THREADSAFE_QUEUE_H_
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <queue>
+#include <thread>
 #include <vector>
 
 namespace ps {
@@ -17,16 +20,26 @@ class ThreadsafePQueue {
   void Push(T value, int priority = 0) {
     std::lock_guard<std::mutex> lk(mu_);
     queue_.push(Entry{priority, seq_++, std::move(value)});
+    size_.store(queue_.size(), std::memory_order_release);
     cv_.notify_one();
   }
 
-  // Blocks until an element is there, then removes it into "value".
-  void WaitAndPop(T* value) {
+  // Blocks until an element is there, then removes it into "value". With "spin_us", first
+  // looks again for that long before sleeping: a wake-up costs more than a short spin.
+  void WaitAndPop(T* value, int spin_us = 0) {
+    if (spin_us > 0) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+      while (size_.load(std::memory_order_acquire) == 0 &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::yield();
+      }
+    }
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [this] { return !queue_.empty(); });
     // top() is const; the entry is removed right after, so moving from it is safe.
     *value = std::move(const_cast<Entry&>(queue_.top()).value);
     queue_.pop();
+    size_.store(queue_.size(), std::memory_order_release);
   }
 
  private:
@@ -44,6 +57,7 @@ class ThreadsafePQueue {
   std::condition_variable cv_;
   std::priority_queue<Entry> queue_;
   uint64_t seq_ = 0;
+  std::atomic<size_t> size_{0};  // queue_.size(), readable without mu_
 };
 
 }  // namespace ps

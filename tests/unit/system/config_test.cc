@@ -25,6 +25,9 @@ TEST(Config, NotANumberIsNamed) {
   env = Base();
   env["PS_VERBOSE"] = "";
   EXPECT_EQ(StartError(env), "PS_VERBOSE= is not a number");
+  env = Base();
+  env["PS_SPIN_US"] = "fast";
+  EXPECT_EQ(StartError(env), "PS_SPIN_US=fast is not a number");
 }
 
 TEST(Config, OutOfRange) {

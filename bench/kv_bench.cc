@@ -1,0 +1,254 @@
+// kv_bench: ZPush and ZPull throughput and small-request latency of Slackline, next to raw
+// ZeroMQ carrying the same bytes between two processes, measured in the same run.
+//
+//   kv_bench [--max-keys N] [--rounds R]
+//
+// Started without DMLC_ROLE it is the driver: it starts a raw ZeroMQ echo process, then for 1
+// and 2 servers a Slackline job (scheduler, servers, one worker), all of them this program.
+// The worker measures each case alternately through Slackline and through its own raw ZeroMQ
+// socket (its own context) to the echo process, and prints one JSON line per case:
+// keys, bytes, Slackline ms and MB/s, raw ZeroMQ ms and MB/s, and ratio = raw ms / Slackline ms
+// (1.0 is raw speed). Each figure is the median over rounds of the best of N transfers.
+//
+// Push is keys and values out with a small answer back; pull is the keys out and the values back
+// for Slackline, and a small request out with the same bytes back for raw ZeroMQ. The Slackline
+// server does no work: it answers pulls from a preallocated buffer.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/test_util.h"
+#include "ps/ps.h"
+
+extern char** environ;
+
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+constexpr int kValsPerKey = 1;
+
+int Arg(int argc, char** argv, const char* name, int def) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
+  }
+  return def;
+}
+
+double Time(const std::function<void()>& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return Seconds(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Best of "reps" runs of "fn", in seconds.
+double Best(int reps, const std::function<void()>& fn) {
+  double best = 1e9;
+  for (int i = 0; i < reps; ++i) best = std::min(best, Time(fn));
+  return best;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void NoFree(void*, void*) {}
+
+// ---- the raw ZeroMQ echo process ------------------------------------------------------------
+
+// Answers "push" frames with a one-byte ack and "pull N" with N keys and N values, sent
+// zero-copy from buffers made once.
+int RunRawServer(int port, size_t max_keys) {
+  zmq::context_t ctx(1);
+  zmq::socket_t sock(ctx, zmq::socket_type::router);
+  sock.set(zmq::sockopt::rcvhwm, 0);
+  sock.set(zmq::sockopt::sndhwm, 0);
+  sock.bind("tcp://127.0.0.1:" + std::to_string(port));
+  std::vector<ps::Key> keys(max_keys, 1);
+  std::vector<float> vals(max_keys * kValsPerKey, 1.0f);
+  while (true) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(sock, std::back_inserter(parts))) continue;
+    std::string op = parts[1].to_string();
+    if (op == "quit") return 0;
+    sock.send(parts[0], zmq::send_flags::sndmore);
+    if (op == "push") {
+      sock.send(zmq::str_buffer("ack"));
+    } else {
+      size_t n = std::stoul(op.substr(5));
+      zmq::message_t k(keys.data(), n * sizeof(ps::Key), NoFree);
+      zmq::message_t v(vals.data(), n * kValsPerKey * sizeof(float), NoFree);
+      sock.send(k, zmq::send_flags::sndmore);
+      sock.send(v, zmq::send_flags::none);
+    }
+  }
+}
+
+// The worker's side of the raw yardstick: its own context and socket.
+class RawClient {
+ public:
+  explicit RawClient(int port) : ctx_(1), sock_(ctx_, zmq::socket_type::dealer) {
+    sock_.set(zmq::sockopt::rcvhwm, 0);
+    sock_.set(zmq::sockopt::sndhwm, 0);
+    sock_.connect("tcp://127.0.0.1:" + std::to_string(port));
+  }
+  ~RawClient() { sock_.send(zmq::str_buffer("quit")); }
+  void Push(const ps::SArray<ps::Key>& keys, const ps::SArray<float>& vals) {
+    sock_.send(zmq::str_buffer("push"), zmq::send_flags::sndmore);
+    zmq::message_t k(keys.data(), keys.size() * sizeof(ps::Key), NoFree);
+    zmq::message_t v(vals.data(), vals.size() * sizeof(float), NoFree);
+    sock_.send(k, zmq::send_flags::sndmore);
+    sock_.send(v, zmq::send_flags::none);
+    Receive();
+  }
+  void Pull(size_t n) {
+    std::string op = "pull " + std::to_string(n);
+    sock_.send(zmq::buffer(op));
+    Receive();
+  }
+
+ private:
+  void Receive() {
+    std::vector<zmq::message_t> parts;
+    (void)zmq::recv_multipart(sock_, std::back_inserter(parts));
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t sock_;
+};
+
+// ---- the Slackline job ----------------------------------------------------------------------
+
+void RunServer(size_t max_keys) {
+  ps::KVServer<float> server(0);
+  ps::SArray<float> answer(max_keys * kValsPerKey, 1.0f);
+  server.set_request_handle(
+      [&](const ps::KVMeta& meta, const ps::KVPairs<float>& data, ps::KVServer<float>* s) {
+        ps::KVPairs<float> res;
+        if (meta.pull) res.vals = answer.segment(0, data.keys.size() * kValsPerKey);
+        s->Response(meta, res);
+      });
+  ps::Postoffice::Get()->Barrier(0, ps::kServerGroup + ps::kWorkerGroup);
+}
+
+void RunWorker(size_t max_keys, int rounds, int raw_port) {
+  ps::KVWorker<float> kv(0, 0);
+  RawClient raw(raw_port);
+  std::vector<size_t> sizes;
+  for (size_t n : {1, 1000, 100000, 1000000, 10000000}) {
+    if (n <= max_keys) sizes.push_back(n);
+  }
+  for (size_t n : sizes) {
+    // Keys spread over the key space, so that with 2 servers each gets half.
+    ps::SArray<ps::Key> keys(n);
+    ps::Key step = ps::kMaxKey / n;
+    for (size_t i = 0; i < n; ++i) keys[i] = static_cast<ps::Key>(i) * step;
+    ps::SArray<float> vals(n * kValsPerKey, 0.5f);
+    const double bytes = n * (sizeof(ps::Key) + kValsPerKey * sizeof(float));
+    const int reps = std::max(3, std::min(300, static_cast<int>(2e8 / (bytes * 20 + 1e5))));
+    for (const char* op : {"push", "pull"}) {
+      bool push = std::strcmp(op, "push") == 0;
+      std::vector<double> ours, theirs;
+      for (int r = 0; r < rounds; ++r) {
+        theirs.push_back(Best(reps, [&] { push ? raw.Push(keys, vals) : raw.Pull(n); }));
+        ours.push_back(Best(reps, [&] {
+          if (push) {
+            kv.Wait(kv.ZPush(keys, vals));
+          } else {
+            ps::SArray<float> out;
+            kv.Wait(kv.ZPull(keys, &out));
+          }
+        }));
+      }
+      double s_ms = Median(ours) * 1e3, z_ms = Median(theirs) * 1e3;
+      std::printf(
+          "{\"op\":\"%s\",\"servers\":%d,\"keys\":%zu,\"bytes\":%.0f,\"slackline_ms\":%.4f,"
+          "\"slackline_MBps\":%.1f,\"zmq_ms\":%.4f,\"zmq_MBps\":%.1f,\"ratio\":%.3f,"
+          "\"spin_us\":%d}\n",
+          op, ps::NumServers(), n, bytes, s_ms, bytes / s_ms / 1e3, z_ms, bytes / z_ms / 1e3,
+          z_ms / s_ms, ps::Postoffice::Get()->spin_us());
+      std::fflush(stdout);
+    }
+  }
+}
+
+int RunNode(int argc, char** argv) {
+  size_t max_keys = static_cast<size_t>(Arg(argc, argv, "--max-keys", 10000000));
+  int rounds = Arg(argc, argv, "--rounds", 5);
+  ps::Start(0, argv[0]);
+  if (ps::IsServer()) {
+    RunServer(max_keys);
+  } else if (ps::IsWorker()) {
+    RunWorker(max_keys, rounds, std::atoi(std::getenv("KV_BENCH_RAW_PORT")));
+    ps::Postoffice::Get()->Barrier(0, ps::kServerGroup + ps::kWorkerGroup);
+  }
+  ps::Finalize(0, true);
+  return 0;
+}
+
+// ---- the driver -----------------------------------------------------------------------------
+
+pid_t Spawn(char** argv, const std::vector<std::string>& extra_env) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.push_back(*e);
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(&e[0]);
+  envp.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0) {
+    std::perror("posix_spawn");
+    std::exit(1);
+  }
+  return pid;
+}
+
+int RunDriver(char** argv) {
+  int failed = 0;
+  for (int servers : {1, 2}) {
+    int raw_port = ps::test::FreePort();
+    std::vector<char*> raw_argv = {argv[0], const_cast<char*>("--raw-server"), nullptr};
+    pid_t raw = Spawn(raw_argv.data(), {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port)});
+    std::vector<std::string> base = {
+        "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT=" + std::to_string(ps::test::FreePort()),
+        "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1",
+        "KV_BENCH_RAW_PORT=" + std::to_string(raw_port)};
+    std::vector<std::string> roles = {"scheduler", "worker"};
+    for (int s = 0; s < servers; ++s) roles.push_back("server");
+    std::vector<pid_t> pids;
+    for (const auto& role : roles) {
+      std::vector<std::string> env = base;
+      env.push_back("DMLC_ROLE=" + role);
+      pids.push_back(Spawn(argv, env));
+    }
+    for (pid_t p : pids) {
+      int status = 0;
+      waitpid(p, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    }
+    waitpid(raw, nullptr, 0);  // the worker's raw client told it to quit
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--raw-server") == 0) {
+    return RunRawServer(std::atoi(std::getenv("KV_BENCH_RAW_PORT")),
+                        static_cast<size_t>(Arg(argc, argv, "--max-keys", 10000000)));
+  }
+  if (std::getenv("DMLC_ROLE")) return RunNode(argc, argv);
+  return RunDriver(argv);
+}
