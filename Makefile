@@ -1,4 +1,8 @@
 # Slackline: build, test, install. `make help` lists the targets.
+# Builds use every core unless told otherwise (make -j1).
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 include make/config.mk
 include make/deps.mk
 

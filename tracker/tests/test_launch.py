@@ -135,6 +135,16 @@ class LaunchTestCase(unittest.TestCase):
             wait_until(lambda: len(list(self.pid_dir.glob("*.pids"))) == count, JOB_SECONDS),
             f"{count} nodes did not start")
 
+    def check_failing_worker_stops_the_job(self, *launcher_args):
+        """Worker 1 exits 3: the launcher exits 3 within seconds, naming it, and no node is left."""
+        launcher = self.start(*launcher_args, "-s", 1, "-n", 2, *self.node_args(
+            "--child", "--sleep", NODE_SLEEP, "--fail", "3=3", "--wait-for", 4))
+        code, seconds = launcher.finish()
+        self.assertEqual(code, 3, launcher.stderr)
+        self.assertLess(seconds, 10)
+        self.assertIn("launch.py: exit status 3: worker 1 exited with code 3\n", launcher.stderr)
+        self.assert_all_gone(4)
+
     def assert_all_gone(self, count):
         """Every process of the job's `count` nodes (their pid files) is, or soon is, gone."""
         pids = self.recorded_pids()
@@ -285,13 +295,7 @@ class LocalLauncherTest(LaunchTestCase):
         self.assertNotIn("[", text)
 
     def test_failing_worker_stops_the_job_with_its_exit_code(self):
-        launcher = self.start("-s", 1, "-n", 2, *self.node_args(
-            "--child", "--sleep", NODE_SLEEP, "--fail", "3=3", "--wait-for", 4))
-        code, seconds = launcher.finish()
-        self.assertEqual(code, 3, launcher.stderr)
-        self.assertLess(seconds, 10)
-        self.assertIn("launch.py: exit status 3: worker 1 exited with code 3\n", launcher.stderr)
-        self.assert_all_gone(4)
+        self.check_failing_worker_stops_the_job()
 
     def test_node_killed_by_signal_fails_the_job(self):
         launcher = self.start("-s", 1, "-n", 1, *self.node_args(
@@ -430,13 +434,7 @@ class MpiLauncherTest(LaunchTestCase):
             self.assertIn(f"[{name}] stderr of {name.split()[0]}\n", launcher.stderr)
 
     def test_failing_worker_stops_the_job_with_its_exit_code(self):
-        launcher = self.start("--launcher", "mpi", "-s", 1, "-n", 2, *self.node_args(
-            "--child", "--sleep", NODE_SLEEP, "--fail", "3=3", "--wait-for", 4))
-        code, seconds = launcher.finish()
-        self.assertEqual(code, 3, launcher.stderr)
-        self.assertLess(seconds, 10)
-        self.assertIn("launch.py: exit status 3: worker 1 exited with code 3\n", launcher.stderr)
-        self.assert_all_gone(4)
+        self.check_failing_worker_stops_the_job("--launcher", "mpi")
 
     def test_sigint_to_launcher_stops_every_rank(self):
         launcher = self.start("--launcher", "mpi", "-s", 1, "-n", 2,
