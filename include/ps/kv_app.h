@@ -13,6 +13,7 @@
 #define PS_KV_APP_H_
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -384,16 +385,16 @@ class KVWorker : public SimpleApp {
   // Reads one server's answer to a pull: values, and lens if the server sent them.
   static Status ParseResponse(const Message& msg, size_t num_keys, KVPairs<Val>* kv) {
     const auto& types = msg.meta.data_type;
-    std::string who = "server " + std::to_string(Postoffice::IDtoRank(msg.meta.sender));
+    auto who = [&] { return "server " + std::to_string(Postoffice::IDtoRank(msg.meta.sender)); };
     if (types.empty() || types.size() > 2 || types[0] != GetDataType<Val>() ||
         (types.size() == 2 && types[1] != INT32)) {
-      return Status::InvalidArgument(who + " answered a pull with frames of the wrong types");
+      return Status::InvalidArgument(who() + " answered a pull with frames of the wrong types");
     }
     kv->vals = SArray<Val>(msg.data[0]);
     if (types.size() == 2) kv->lens = SArray<int>(msg.data[1]);
     Status s = kv::CheckValues(num_keys, kv->vals, kv->lens);
     if (!s.ok()) {
-      return Status::InvalidArgument(who + " answered a pull of " + std::to_string(num_keys) +
+      return Status::InvalidArgument(who() + " answered a pull of " + std::to_string(num_keys) +
                                      " keys badly: " + s.message());
     }
     return Status::OK();

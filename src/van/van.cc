@@ -132,6 +132,7 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
   }
   me.port = port;
   if (is_scheduler_) me.id = kScheduler;
+  my_id_ = me.id;
   {
     std::lock_guard<std::mutex> lk(mu_);
     my_node_ = me;
@@ -248,11 +249,7 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
 
 int Van::Send(Message& msg) {
   if (closed_) return -1;
-  int me;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    me = my_node_.id;
-  }
+  const int me = my_id_.load(std::memory_order_acquire);
   msg.meta.sender = me;
   if (options_.verbose >= 2) LOG(INFO) << "send " << msg.DebugString();
   if (msg.meta.recver == me && me != Node::kEmpty) {
@@ -521,6 +518,7 @@ void Van::ProcessControlAtNode(Message& msg) {
         std::lock_guard<std::mutex> lk(mu_);
         for (const Node& n : ctl.node) nodes_[n.id] = n;
         my_node_.id = msg.meta.recver;
+        my_id_ = msg.meta.recver;
       }
       for (const Node& n : ctl.node) {
         if (n.id != msg.meta.recver && n.id != kScheduler) SetAddress(n.id, n.hostname, n.port);

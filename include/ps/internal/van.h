@@ -156,8 +156,9 @@ class Van {
   std::thread thread_;
 
   std::atomic<bool> ready_{false};
-  std::atomic<bool> stop_{false};    // the van thread should end
-  std::atomic<bool> closed_{false};  // the transport is closed: nothing can be sent
+  std::atomic<int> my_id_{Node::kEmpty};  // my_node_.id, for Send without mu_
+  std::atomic<bool> stop_{false};         // the van thread should end
+  std::atomic<bool> closed_{false};       // the transport is closed: nothing can be sent
   std::atomic<bool> finalizing_{false};
   std::atomic<uint64_t> dropped_[static_cast<int>(DropReason::kNumReasons)] = {};
   std::atomic<uint64_t> bytes_sent_{0};
