@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ps/base.h"
+#include "ps/internal/key_order.h"
 #include "ps/simple_app.h"
 
 namespace ps {
@@ -52,14 +53,11 @@ namespace kv {
 
 // Keys must be sorted and unique; says where they are not.
 inline Status CheckOrder(const SArray<Key>& keys) {
-  for (size_t i = 1; i < keys.size(); ++i) {
-    if (!(keys[i - 1] < keys[i])) {
-      return Status::InvalidArgument("keys must be sorted and unique: keys[" + std::to_string(i) +
-                                     "]=" + std::to_string(keys[i]) + " comes after keys[" +
-                                     std::to_string(i - 1) + "]=" + std::to_string(keys[i - 1]));
-    }
-  }
-  return Status::OK();
+  size_t i = FirstKeyOutOfOrder(keys.data(), keys.size());
+  if (i == keys.size()) return Status::OK();
+  return Status::InvalidArgument("keys must be sorted and unique: keys[" + std::to_string(i) +
+                                 "]=" + std::to_string(keys[i]) + " comes after keys[" +
+                                 std::to_string(i - 1) + "]=" + std::to_string(keys[i - 1]));
 }
 
 // The values of "num_keys" keys: a multiple of num_keys without lens, else as lens say.
