@@ -15,7 +15,7 @@
 namespace ps {
 
 // The element type of a data frame. Receivers check that a frame's size divides by its size.
-enum DataType {
+enum DataType : int {
   CHAR,
   INT8,
   INT16,
@@ -51,7 +51,7 @@ DataType GetDataType() {
 
 // A node of the job, as the scheduler announces it.
 struct Node {
-  enum Role { SERVER, WORKER, SCHEDULER };
+  enum Role : int { SERVER, WORKER, SCHEDULER };
   static const int kEmpty;  // no id assigned yet
 
   Role role = SERVER;
@@ -69,7 +69,7 @@ const char* RoleName(Node::Role role);
 
 // Control messages: the van's own protocol between the nodes and the scheduler.
 struct Control {
-  enum Command { EMPTY, ADD_NODE, BARRIER, HEARTBEAT, NODE_FAILED, TERMINATE };
+  enum Command : int { EMPTY, ADD_NODE, BARRIER, HEARTBEAT, NODE_FAILED, TERMINATE };
   static const int kNumCommands = TERMINATE + 1;
 
   bool empty() const { return cmd == EMPTY; }
