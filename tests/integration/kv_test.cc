@@ -80,19 +80,18 @@ INSTANTIATE_TEST_SUITE_P(ServersWorkers, PushPull,
                                             ::testing::Values(1, 2, 3)));
 
 TEST(KV, SpinningWaitsGiveTheSameAnswers) {
-  RunKVJob(
-      2, 2,
-      [&](Postoffice* po, int rank, KVWorker<float>* kv) {
-        EXPECT_EQ(po->spin_us(), 200);
-        std::vector<Key> keys = SpreadKeys(10, rank, 2);
-        for (int i = 0; i < 200; ++i) {
-          ASSERT_TRUE(kv->TryWait(kv->Push(keys, std::vector<float>(10, 1.0f))).ok());
-        }
-        std::vector<float> out;
-        ASSERT_TRUE(kv->TryWait(kv->Pull(keys, &out)).ok());
-        EXPECT_EQ(out, std::vector<float>(10, 200.0f));
-      },
-      {{"PS_SPIN_US", "200"}});
+  RunKVJob(2, 2,
+           [&](Postoffice* po, int rank, KVWorker<float>* kv) {
+             EXPECT_EQ(po->spin_us(), 200);
+             std::vector<Key> keys = SpreadKeys(10, rank, 2);
+             for (int i = 0; i < 200; ++i) {
+               ASSERT_TRUE(kv->TryWait(kv->Push(keys, std::vector<float>(10, 1.0f))).ok());
+             }
+             std::vector<float> out;
+             ASSERT_TRUE(kv->TryWait(kv->Pull(keys, &out)).ok());
+             EXPECT_EQ(out, std::vector<float>(10, 200.0f));
+           },
+           {{"PS_SPIN_US", "200"}});
 }
 
 TEST(KV, VariableLensManyValuesPerKeyExtremeKeysAndEmptyLists) {
