@@ -9,6 +9,9 @@
 namespace ps {
 namespace {
 
+// Requests kept for an app that does not exist yet, at most.
+constexpr size_t kMaxWaitingRequests = 1 << 16;
+
 std::string Trim(const char* s) {
   std::string v(s);
   size_t b = v.find_first_not_of(" \t\n\r");
@@ -381,8 +384,15 @@ void Postoffice::OnData(Message&& msg) {
                       "response for app " + std::to_string(msg.meta.app_id) + " customer " +
                           std::to_string(msg.meta.customer_id) + ", which does not exist");
   }
-  // The app may not exist yet: servers often create it after Start. Keep the request for it.
-  waiting_[msg.meta.app_id].push_back(std::move(msg));
+  // The app may not exist yet: servers often create it after Start. Keep the request for it,
+  // up to a bound, so that requests for an app that never comes cannot exhaust memory.
+  auto& waiting = waiting_[msg.meta.app_id];
+  if (waiting.size() >= kMaxWaitingRequests) {
+    return van_->Drop(DropReason::kUnroutable,
+                      "request for app " + std::to_string(msg.meta.app_id) + ", which has " +
+                          std::to_string(waiting.size()) + " requests waiting for it already");
+  }
+  waiting.push_back(std::move(msg));
 }
 
 void Postoffice::OnNodeFailed(const Node& node, const Status& why) {

@@ -20,6 +20,9 @@ namespace {
 // whose message says which nodes are missing, should arrive first.
 constexpr double kStartGraceSeconds = 5;
 
+// Data messages kept while this node waits for the node list, at most.
+constexpr size_t kMaxEarlyMessages = 1 << 16;
+
 int GroupOf(Node::Role role) {
   switch (role) {
     case Node::SCHEDULER:
@@ -352,6 +355,10 @@ void Van::Dispatch(Message&& msg) {
   }
   if (!ready_) {
     // A peer that got the node list first may already send; keep it for when we have it.
+    // Before the node list nobody may send much, so a flood is dropped, not kept.
+    if (early_.size() >= kMaxEarlyMessages) {
+      return Drop(DropReason::kUnknownSender, "data before this node joined the job");
+    }
     early_.push_back(std::move(msg));
     return;
   }

@@ -135,6 +135,25 @@ TEST(LocalJob, RequestsBeforeTheServerAppExistWaitForIt) {
   EXPECT_EQ(handled.load(), 1);
 }
 
+TEST(LocalJob, RequestsForAnAppThatNeverComesAreBounded) {
+  test::LocalJob job(1, 1);
+  const int kSent = (1 << 16) + 100;
+  job.Run([&](Postoffice* po, const std::string& role, int) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "worker") {
+      SimpleApp app(7, 0, po);  // the server never creates app 7
+      for (int i = 0; i < kSent; ++i) app.Request(0, "", kServerGroup);
+    }
+    if (role == "server") {
+      Van* van = po->van();
+      EXPECT_TRUE(test::WaitFor([&] { return van->dropped(DropReason::kUnroutable) >= 100; }, 30));
+      EXPECT_EQ(van->dropped(DropReason::kUnroutable), 100U);
+    }
+    ASSERT_TRUE(po->TryBarrier(0, kAll).ok());
+    EXPECT_TRUE(po->TryFinalize(0).ok());
+  });
+}
+
 TEST(LocalJob, TwoWorkerCustomersInOneProcess) {
   // DMLC_NUM_WORKER counts worker customers: one process with two of them is a job of two.
   int port = test::FreePort();
