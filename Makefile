@@ -19,6 +19,7 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 SAN := $(if $(filter 1,$(ASAN)),-fsanitize=address -fno-omit-frame-pointer) \
        $(if $(filter 1,$(TSAN)),-fsanitize=thread) \
        $(if $(filter 1,$(UBSAN)),-fsanitize=undefined -fno-sanitize-recover=undefined)
+SAN += $(if $(strip $(SAN)),-DPS_NO_TARGET_CLONES)
 KEYDEF := $(if $(filter 1,$(USE_KEY32)),-DPS_USE_KEY32=1)
 CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -pthread \
             $(SAN) $(KEYDEF) -Iinclude -Isrc -Itests -I$(GEN) -MMD -MP
