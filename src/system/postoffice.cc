@@ -65,6 +65,22 @@ Status ReadSeconds(const Environment& env, const char* key, double def, double m
   return Status::OK();
 }
 
+// "worker 0: sent 1200 bytes, received 3400 bytes, dropped 2 messages (bad meta 2)".
+std::string TrafficSummary(const Van& van) {
+  std::ostringstream os;
+  os << van.my_node().ShortName() << ": sent " << van.bytes_sent() << " bytes, received "
+     << van.bytes_received() << " bytes, dropped " << van.dropped_total() << " messages";
+  std::string reasons;
+  for (int r = 0; r < static_cast<int>(DropReason::kNumReasons); ++r) {
+    uint64_t n = van.dropped(static_cast<DropReason>(r));
+    if (n)
+      reasons += (reasons.empty() ? "" : ", ") +
+                 std::string(DropReasonName(static_cast<DropReason>(r))) + " " + std::to_string(n);
+  }
+  if (!reasons.empty()) os << " (" << reasons << ")";
+  return os.str();
+}
+
 }  // namespace
 
 Postoffice* Postoffice::Get() {
@@ -184,6 +200,7 @@ Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
     std::lock_guard<std::mutex> lk(start_mu_);
     if (--active_customers_ > 0) return s;
     van_->Stop();
+    if (options_.verbose >= 1) LOG(INFO) << TrafficSummary(*van_);
     callbacks = exit_callbacks_;
   }
   for (const auto& cb : callbacks) cb();

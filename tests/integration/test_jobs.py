@@ -29,6 +29,15 @@ class JobTest(unittest.TestCase):
         for n in job.role("worker"):
             self.assertRegex(n.stdout(), r"got 40 answers \(expected 40\)")
 
+    def test_verbose_nodes_log_membership_and_their_traffic(self):
+        job = self.run_job(1, 1, env={"PS_VERBOSE": "1"}, args=["--rounds", "2"])
+        job.wait(timeout=60)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 0, job.report())
+            self.assertRegex(n.stderr(), rf"{n.name}: sent [1-9]\d* bytes, received [1-9]\d* "
+                                         r"bytes, dropped 0 messages")
+        self.assertIn("all 2 nodes registered", job.role("scheduler")[0].stderr())
+
     def test_missing_worker_fails_every_node_within_the_start_timeout(self):
         job = self.run_job(1, 2, env={"PS_START_TIMEOUT": "2"}, start_workers=1)
         took = job.wait(timeout=2 + 10)
