@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
       ++requests;
       a->Response(req, std::to_string(req.head));
     });
+    // Until this handle is set, requests get SimpleApp's default answer and are not counted:
+    // the workers start sending only after this barrier.
+    ps::Postoffice::Get()->Barrier(0, both);
     ps::Postoffice::Get()->Barrier(0, both);  // the workers are done
     int want = ps::NumWorkers() * rounds;
     std::printf("server %d handled %d requests (expected %d)\n", ps::MyRank(), requests.load(),
@@ -51,6 +54,7 @@ int main(int argc, char** argv) {
     ps::SimpleApp app(0, 0);
     std::atomic<int> answers{0};
     app.set_response_handle([&](const ps::SimpleData&, ps::SimpleApp*) { ++answers; });
+    ps::Postoffice::Get()->Barrier(0, both);  // every server is ready to count
     for (int r = 0; r < rounds; ++r) {
       app.Wait(app.Request(r, "", ps::kServerGroup));
       ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);
