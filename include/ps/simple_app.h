@@ -78,7 +78,10 @@ class SimpleApp {
 
   using Handle = std::function<void(const SimpleData& recved, SimpleApp* app)>;
 
-  // The handler of requests; the default answers each with an empty body.
+  // The handler of requests; the default answers each with an empty body. Requests that
+  // arrive before this is called get the default answer: set it before peers may send (for
+  // example before a barrier that they pass first). KVServer, unlike this, holds requests until
+  // its handle is set.
   virtual void set_request_handle(const Handle& request_handle) {
     CHECK(request_handle) << "invalid request handle";
     std::lock_guard<std::mutex> lk(handle_mu_);
