@@ -92,7 +92,10 @@ void Customer::AddResponse(int timestamp, int num) {
   if (it == pending_.end()) return;
   it->second.remaining -= num;
   it->second.received += num;
-  if (it->second.remaining <= 0) FinishLocked(timestamp, it->second.status);
+  if (it->second.remaining <= 0) {
+    FinishLocked(timestamp, it->second.status);
+    cv_.notify_all();
+  }
 }
 
 void Customer::FailRequest(int timestamp, const Status& why) {
@@ -124,18 +127,19 @@ void Customer::Accept(const Message& recved) {
 void Customer::FinishLocked(int ts, Status status) {
   pending_.erase(ts);
   if (!status.ok()) failed_[ts] = std::move(status);
-  cv_.notify_all();
 }
 
-void Customer::AddResponseLocked(int ts, int sender, const Status& error) {
+bool Customer::AddResponseLocked(int ts, int sender, const Status& error) {
   auto it = pending_.find(ts);
-  if (it == pending_.end()) return;  // failed meanwhile
+  if (it == pending_.end()) return false;  // failed meanwhile
   Pending& p = it->second;
   auto a = std::find(p.awaiting.begin(), p.awaiting.end(), sender);
   if (a != p.awaiting.end()) p.awaiting.erase(a);
   ++p.received;
   if (p.status.ok() && !error.ok()) p.status = error;
-  if (--p.remaining <= 0) FinishLocked(ts, p.status);
+  if (--p.remaining > 0) return false;
+  FinishLocked(ts, p.status);
+  return true;
 }
 
 void Customer::OnNodeFailed(int node_id, const Status& why, bool everything) {
@@ -193,8 +197,14 @@ void Customer::Handle(const Message& msg) {
     error = Status::RemoteError("node " + std::to_string(sender) + " answered request " +
                                 std::to_string(ts) + " with an error: " + msg.meta.error);
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  AddResponseLocked(ts, sender, error);
+  bool finished;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    finished = AddResponseLocked(ts, sender, error);
+  }
+  // Outside the lock, so that the waiter does not wake only to block on mu_. The customer
+  // cannot be destroyed meanwhile: the postoffice holds its customers' lock while delivering.
+  if (finished) cv_.notify_all();
 }
 
 }  // namespace ps

@@ -85,9 +85,10 @@ class Customer {
   void Receiving();
   // Runs the handler on one message and counts a response.
   void Handle(const Message& msg);
-  // Records one response from "sender" to "ts"; finishes the request after the last one.
-  // REQUIRES: mu_ held.
-  void AddResponseLocked(int ts, int sender, const Status& error);
+  // Records one response from "sender" to "ts"; finishes the request after the last one and
+  // then returns true (the caller wakes the waiters). REQUIRES: mu_ held.
+  bool AddResponseLocked(int ts, int sender, const Status& error);
+  // Removes request "ts", keeping its failure for Wait. REQUIRES: mu_ held.
   void FinishLocked(int ts, Status status);
 
   // Constant after construction.

@@ -18,9 +18,12 @@ template <typename T>
 class ThreadsafePQueue {
  public:
   void Push(T value, int priority = 0) {
-    std::lock_guard<std::mutex> lk(mu_);
-    queue_.push(Entry{priority, seq_++, std::move(value)});
-    size_.store(queue_.size(), std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      queue_.push(Entry{priority, seq_++, std::move(value)});
+      size_.store(queue_.size(), std::memory_order_release);
+    }
+    // Outside the lock: the woken thread does not then block at once on mu_.
     cv_.notify_one();
   }
 
