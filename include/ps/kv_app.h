@@ -248,6 +248,7 @@ class KVWorker : public SimpleApp {
            C* outs, D* out_lens, int cmd, const Callback& cb, int priority) {
     Status s = kv::CheckOrder(keys);
     if (s.ok() && vals) s = kv::CheckValues(keys.size(), *vals, lens);
+    if (s.ok() && !postoffice_->van()) s = Status::Shutdown("KVWorker used before Start");
     if (!s.ok()) {
       LOG(ERROR) << s.message();
       return obj_->NewFailedRequest(s);

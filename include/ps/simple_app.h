@@ -41,6 +41,9 @@ class SimpleApp {
   // Sends a request to "recv_id" (a node id or a group, this node included if it belongs) and
   // returns its timestamp at once. Wait(timestamp) returns once every receiver has answered.
   virtual int Request(int req_head, const std::string& req_body, int recv_id) {
+    if (!postoffice_->van()) {
+      return obj_->NewFailedRequest(Status::Shutdown("SimpleApp used before Start"));
+    }
     int ts = obj_->NewRequest(recv_id);
     Message msg;
     msg.meta.head = req_head;

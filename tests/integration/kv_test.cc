@@ -346,6 +346,14 @@ TEST(KV, DeadServerFailsTheWaitsThatNeedIt) {
   });
 }
 
+TEST(KV, UseBeforeStartIsAnErrorNotACrash) {
+  Postoffice po(test::NodeEnv("worker", test::FreePort(), 1, 1));
+  KVWorker<float> kv(0, 0, &po);
+  EXPECT_EQ(kv.TryWait(kv.Push({1}, {1})).message(), "KVWorker used before Start");
+  SimpleApp app(1, 0, &po);
+  EXPECT_EQ(app.TryWait(app.Request(0, "", kServerGroup)).message(), "SimpleApp used before Start");
+}
+
 TEST(DefaultSlicer, MatchesABruteForceSplit) {
   std::mt19937_64 rng(5);
   for (int servers : {1, 2, 3, 7}) {
