@@ -113,7 +113,7 @@ class KVWorker : public SimpleApp {
   // "postoffice" is the node the worker lives on; null means the default node.
   // REQUIRES: the node is a worker; (app_id, customer_id) unique on it.
   explicit KVWorker(int app_id, int customer_id, Postoffice* postoffice = nullptr)
-      : SimpleApp(app_id, postoffice), slicer_(DefaultSlicer) {
+      : SimpleApp(app_id, postoffice), slicer_(std::make_shared<Slicer>(DefaultSlicer)) {
     obj_.reset(new Customer(
         app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
   }
@@ -184,7 +184,7 @@ class KVWorker : public SimpleApp {
   void set_slicer(const Slicer& slicer) {
     CHECK(slicer) << "invalid slicer";
     std::lock_guard<std::mutex> lk(mu_);
-    slicer_ = slicer;
+    slicer_ = std::make_shared<Slicer>(slicer);
   }
 
   // Requests whose responses are not all in, here and in the customer (bookkeeping check).
@@ -257,16 +257,18 @@ class KVWorker : public SimpleApp {
     send.keys = keys;
     if (vals) send.vals = *vals;
     send.lens = lens;
-    SlicedKVs sliced;
+    std::shared_ptr<Slicer> slicer;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      slicer_(send, postoffice_->GetServerKeyRanges(), &sliced);
+      slicer = slicer_;
     }
+    SlicedKVs sliced;  // the user's slicer runs without our lock
+    (*slicer)(send, postoffice_->GetServerKeyRanges(), &sliced);
     Pending p;
     p.cb = cb;
     p.pull = pull;
     p.keys_of.assign(sliced.size(), 0);
-    p.got.resize(sliced.size());
+    if (pull) p.got.resize(sliced.size());
     std::vector<int> recvers;
     std::vector<std::pair<Key, int>> first_keys;
     for (size_t i = 0; i < sliced.size(); ++i) {
@@ -427,7 +429,7 @@ class KVWorker : public SimpleApp {
 
   // Protected by mu_.
   std::mutex mu_;
-  Slicer slicer_;
+  std::shared_ptr<Slicer> slicer_;            // shared, so that a request can run it without mu_
   std::unordered_map<int, Pending> pending_;  // timestamp -> request; erased when finished
 };
 
@@ -568,30 +570,31 @@ struct KVServerDefaultHandle {
     }
     KVPairs<Val> res;
     if (req_meta.pull) {
-      size_t fill = 0;  // the length of missing keys: that of the present ones, if all agree
+      // One lookup per key; missing keys get the length the present ones agree on, else 1.
+      std::vector<const std::vector<Val>*> found(n, nullptr);
+      size_t fill = 0;
       bool uniform = true;
       for (size_t i = 0; i < n; ++i) {
         auto it = store.find(req_data.keys[i]);
         if (it == store.end()) continue;
+        found[i] = &it->second;
         if (fill && fill != it->second.size()) uniform = false;
         fill = it->second.size();
       }
       if (!uniform || fill == 0) fill = 1;
       std::vector<int> lens(n);
       size_t total = 0;
+      bool same = true;
       for (size_t i = 0; i < n; ++i) {
-        auto it = store.find(req_data.keys[i]);
-        lens[i] = static_cast<int>(it == store.end() ? fill : it->second.size());
+        lens[i] = static_cast<int>(found[i] ? found[i]->size() : fill);
         total += lens[i];
+        same = same && lens[i] == lens[0];
       }
       res.vals.resize(total);
       size_t at = 0;
-      bool same = true;
       for (size_t i = 0; i < n; ++i) {
-        auto it = store.find(req_data.keys[i]);
-        if (it != store.end()) std::copy(it->second.begin(), it->second.end(), &res.vals[at]);
+        if (found[i]) std::copy(found[i]->begin(), found[i]->end(), res.vals.data() + at);
         at += lens[i];
-        same = same && lens[i] == lens[0];
       }
       if (!same) res.lens = SArray<int>(lens);
     }
