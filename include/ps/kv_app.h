@@ -7,8 +7,10 @@
 // given per key by lens. Pull responses carry values only: the worker already has the keys.
 //
 // Threads: every KVWorker call returns at once with a timestamp; Wait(timestamp) blocks until all
-// servers involved answered. Callbacks and handles run on the app's customer thread and must not
-// Wait on the same app. All methods may be called from any thread.
+// servers involved answered. Request handles run on the server's customer thread. Callbacks run
+// on the thread that receives the answer: the node's van thread, or a thread blocked in Wait,
+// which takes answers off the socket itself to save a thread switch. Neither may Wait (a Wait
+// there is an error, not a hang). All methods may be called from any thread.
 #ifndef PS_KV_APP_H_
 #define PS_KV_APP_H_
 
@@ -103,7 +105,7 @@ template <typename Val>
 class KVWorker : public SimpleApp {
  public:
   using SimpleApp::obj_;
-  // Runs on the customer thread once every server answered, before Wait returns.
+  // Runs on the receiving thread once every server answered, before Wait returns.
   using Callback = std::function<void()>;
   // For each server rank: whether it gets anything, and what.
   using SlicedKVs = std::vector<std::pair<bool, KVPairs<Val>>>;

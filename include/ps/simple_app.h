@@ -1,8 +1,9 @@
 // SimpleApp exchanges small requests and responses, an int head and a string body, between
 // nodes: the ps-lite app for control traffic and tests. KVWorker and KVServer build on it.
 //
-// Threads: handlers run on the app's customer thread (see Customer) and must not Wait on this
-// app. Request, Response and Wait may be called from any thread.
+// Threads: request handlers run on the app's customer thread, response handlers on the node's
+// receiving thread (see Customer); neither may Wait. Request, Response and Wait may be called from
+// any thread.
 #ifndef PS_SIMPLE_APP_H_
 #define PS_SIMPLE_APP_H_
 

@@ -52,6 +52,12 @@ Status Customer::TryWaitRequest(int timestamp) {
         "Wait called from a handler or callback of the same customer; "
         "it would wait for itself");
   }
+  Van* van = postoffice_->van();
+  if (van && van->IsReceivingThread()) {
+    return Status::InvalidArgument(
+        "Wait called from a response handler or callback; it would wait for the thread that "
+        "delivers the answer");
+  }
   std::unique_lock<std::mutex> lk(mu_);
   if (timestamp < 0 || timestamp >= next_timestamp_) {
     return Status::InvalidArgument("timestamp " + std::to_string(timestamp) +
@@ -66,6 +72,15 @@ Status Customer::TryWaitRequest(int timestamp) {
       std::this_thread::yield();
       lk.lock();
     }
+  }
+  if (van && pending_.count(timestamp)) {
+    // Take the answer from the socket on this thread rather than be woken by the van thread.
+    lk.unlock();
+    van->ReceiveUntil([&] {
+      std::lock_guard<std::mutex> g(mu_);
+      return !pending_.count(timestamp);
+    });
+    lk.lock();
   }
   cv_.wait(lk, [&] { return !pending_.count(timestamp); });
   auto it = failed_.find(timestamp);

@@ -23,6 +23,9 @@ constexpr double kStartGraceSeconds = 5;
 // Data messages kept while this node waits for the node list, at most.
 constexpr size_t kMaxEarlyMessages = 1 << 16;
 
+// The van whose receive socket the current thread holds, if any (see Van::ReceiveUntil).
+thread_local const Van* receiving_van = nullptr;
+
 int GroupOf(Node::Role role) {
   switch (role) {
     case Node::SCHEDULER:
@@ -148,16 +151,29 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
   start_time_ = Clock::now();
   last_heard_scheduler_ = start_time_;
   thread_ = std::thread(&Van::Loop, this);
+  running_ = true;
   return Status::OK();
 }
 
 void Van::Stop() {
   if (!thread_.joinable()) return;
-  stop_ = true;
+  {
+    std::lock_guard<std::mutex> lk(lead_mu_);
+    stop_ = true;
+  }
+  lead_cv_.notify_all();
   Wake();
   thread_.join();
   closed_ = true;
-  CloseTransport();
+  if (receiving_van == this) {
+    // Called from a handler on the receiving thread (a failure that ends the process): the
+    // socket is this thread's, and its receive loop ends on stop_.
+    CloseTransport();
+  } else {
+    // A caller may still hold the socket; it gives it up within one receive timeout.
+    std::lock_guard<std::mutex> rl(recv_mu_);
+    CloseTransport();
+  }
   std::lock_guard<std::mutex> lk(mu_);
   cv_.notify_all();
 }
@@ -283,24 +299,66 @@ void Van::SendControl(int recver, Control control, bool request, int customer_id
 void Van::Loop() {
   // The tick runs heartbeats and deadlines; twice per heartbeat interval is fine enough.
   double tick = options_.heartbeat_interval > 0 ? options_.heartbeat_interval / 2 : 0.2;
-  int tick_ms = std::max(5, std::min(200, static_cast<int>(tick * 1000)));
-  auto next_tick = Clock::now();
+  tick_ms_ = std::max(5, std::min(200, static_cast<int>(tick * 1000)));
+  {
+    std::lock_guard<std::mutex> rl(recv_mu_);
+    next_tick_ = Clock::now();
+  }
   while (!stop_) {
-    std::vector<SArray<char>> frames;
-    if (RecvFrames(&frames, tick_ms)) ProcessFrames(std::move(frames));
-    std::deque<Message> local;
-    {
-      std::lock_guard<std::mutex> lk(local_mu_);
-      local.swap(local_);
+    if (caller_receives_.load(std::memory_order_acquire)) {
+      // A waiting caller has the socket; it hands it back when its request finished.
+      std::unique_lock<std::mutex> lk(lead_mu_);
+      lead_cv_.wait(lk, [&] { return !caller_receives_ || stop_; });
+      continue;
     }
-    for (Message& m : local) Dispatch(std::move(m));
-    auto now = Clock::now();
-    if (now >= next_tick) {
-      Tick();
-      next_tick = now + std::chrono::milliseconds(tick_ms);
-    }
+    std::lock_guard<std::mutex> rl(recv_mu_);
+    receiving_van = this;
+    ReceiveOnce();
+    receiving_van = nullptr;
   }
 }
+
+void Van::ReceiveOnce() {
+  auto now = Clock::now();
+  int timeout_ms = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now).count());
+  std::vector<SArray<char>> frames;
+  if (RecvFrames(&frames, std::max(0, std::min(tick_ms_, timeout_ms)))) {
+    ProcessFrames(std::move(frames));
+  }
+  std::deque<Message> local;
+  {
+    std::lock_guard<std::mutex> lk(local_mu_);
+    local.swap(local_);
+  }
+  for (Message& m : local) Dispatch(std::move(m));
+  now = Clock::now();
+  if (now >= next_tick_) {
+    Tick();
+    next_tick_ = now + std::chrono::milliseconds(tick_ms_);
+  }
+}
+
+bool Van::ReceiveUntil(const std::function<bool()>& done) {
+  if (!running_ || stop_ || receiving_van == this) return false;
+  // One caller at a time; the others sleep until their answer is delivered, as without this.
+  if (caller_receives_.exchange(true, std::memory_order_acq_rel)) return false;
+  Wake();  // the van thread leaves its receive and waits on lead_cv_
+  {
+    std::lock_guard<std::mutex> rl(recv_mu_);
+    receiving_van = this;
+    while (!stop_ && !done()) ReceiveOnce();
+    receiving_van = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lk(lead_mu_);
+    caller_receives_ = false;
+  }
+  lead_cv_.notify_one();
+  return true;
+}
+
+bool Van::IsReceivingThread() const { return receiving_van == this; }
 
 void Van::Drop(DropReason r, const std::string& detail) {
   int i = static_cast<int>(r);
@@ -362,7 +420,7 @@ void Van::Dispatch(Message&& msg) {
     early_.push_back(std::move(msg));
     return;
   }
-  // nodes_ and dead_ change on this thread only, so reading them here needs no lock.
+  // nodes_ and dead_ change on the receiving thread only, so reading them here needs no lock.
   int sender = msg.meta.sender;
   if (!nodes_.count(sender) || msg.meta.recver != my_node_.id) {
     return Drop(DropReason::kUnknownSender, "from node " + std::to_string(sender) + " to node " +

@@ -3,8 +3,8 @@
 // zero-copy (the frame keeps a reference to the SArray buffer) and come in zero-copy (the SArray
 // keeps the received ZeroMQ frame alive).
 //
-// Thread safety: the ROUTER socket is used by the van thread only; each DEALER is used under its
-// peer's mutex, so Send may be called from any thread.
+// Thread safety: the ROUTER socket is used by the receiving thread only (see Van::ReceiveUntil);
+// each DEALER is used under its peer's mutex, so Send may be called from any thread.
 #ifndef PS_VAN_ZMQ_VAN_H_
 #define PS_VAN_ZMQ_VAN_H_
 
@@ -44,7 +44,7 @@ class ZMQVan : public Van {
   std::unique_ptr<zmq::context_t> context_;
   std::string wake_endpoint_;
 
-  // Van thread only (after Bind).
+  // The receiving thread's (after Bind).
   std::unique_ptr<zmq::socket_t> receiver_;
   int receive_timeout_ms_ = -2;
 

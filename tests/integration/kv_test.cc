@@ -287,6 +287,91 @@ TEST(KV, TwoWorkerThreadsInOneProcess) {
   for (auto& t : threads) t.join();
 }
 
+// A thread in Wait receives for its whole process (Van::ReceiveUntil). While one waits long,
+// heartbeats must go on and another customer's answers must still arrive.
+TEST(KV, LongWaitKeepsHeartbeatsAndOtherCustomersGoing) {
+  int port = test::FreePort();
+  test::Env hb = {{"PS_HEARTBEAT_INTERVAL", "0.1"}, {"PS_HEARTBEAT_TIMEOUT", "1"}};
+  Postoffice scheduler(test::NodeEnv("scheduler", port, 1, 2, hb));
+  Postoffice server(test::NodeEnv("server", port, 1, 2, hb));
+  Postoffice worker(test::NodeEnv("worker", port, 1, 2, hb));
+  std::atomic<bool> slow_sent{false}, others_done{false};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    ASSERT_TRUE(scheduler.TryStart(0).ok());
+    EXPECT_TRUE(scheduler.TryFinalize(0).ok());
+  });
+  threads.emplace_back([&] {
+    ASSERT_TRUE(server.TryStart(0).ok());
+    {
+      KVServer<float> kv(0, &server);
+      KVServerDefaultHandle<float> store;
+      std::mutex mu;
+      std::thread late;  // protected by mu
+      kv.set_request_handle(
+          [&](const KVMeta& meta, const KVPairs<float>& data, KVServer<float>* s) {
+            if (meta.cmd != 7) return store(meta, data, s);
+            // Held for twice the heartbeat timeout, and until the other customer is done.
+            std::lock_guard<std::mutex> lk(mu);
+            late = std::thread([&, meta, s] {
+              std::this_thread::sleep_until(Clock::now() + std::chrono::milliseconds(2000));
+              ASSERT_TRUE(test::WaitFor([&] { return others_done.load(); }, 20));
+              KVPairs<float> res;
+              res.vals = {42};
+              s->Response(meta, res);
+            });
+          });
+      ASSERT_TRUE(server.TryBarrier(0, kServersAndWorkers).ok());
+      std::lock_guard<std::mutex> lk(mu);
+      late.join();
+    }
+    EXPECT_TRUE(server.TryFinalize(0).ok());
+  });
+  threads.emplace_back([&] {
+    ASSERT_TRUE(worker.TryStart(0).ok());
+    {
+      KVWorker<float> kv(0, 0, &worker);
+      std::vector<float> out;
+      int ts = kv.Pull({5}, &out, nullptr, 7);
+      slow_sent = true;
+      Status s = kv.TryWait(ts);
+      EXPECT_TRUE(s.ok()) << s.message();
+      EXPECT_EQ(out, std::vector<float>{42});
+    }
+    ASSERT_TRUE(worker.TryBarrier(0, kServersAndWorkers).ok());
+    EXPECT_TRUE(worker.TryFinalize(0).ok());
+  });
+  threads.emplace_back([&] {
+    ASSERT_TRUE(worker.TryStart(1).ok());
+    {
+      KVWorker<float> kv(0, 1, &worker);
+      ASSERT_TRUE(test::WaitFor([&] { return slow_sent.load(); }, 20));
+      for (int i = 0; i < 30; ++i) ASSERT_TRUE(kv.TryWait(kv.Push({9}, {1})).ok());
+      std::vector<float> out;
+      ASSERT_TRUE(kv.TryWait(kv.Pull({9}, &out)).ok());
+      EXPECT_EQ(out, std::vector<float>{30});
+      others_done = true;
+    }
+    ASSERT_TRUE(worker.TryBarrier(1, kServersAndWorkers).ok());
+    EXPECT_TRUE(worker.TryFinalize(1).ok());
+  });
+  for (auto& t : threads) t.join();
+}
+
+// Callbacks run on the thread that receives; a Wait there would wait for itself.
+TEST(KV, WaitInACallbackIsAnErrorNotAHang) {
+  RunKVJob(1, 1, [&](Postoffice*, int, KVWorker<float>* kv) {
+    int first = kv->Push({1}, {1});
+    Status inside;
+    ASSERT_TRUE(kv->TryWait(kv->Push({2}, {1}, {}, 0, [&] { inside = kv->TryWait(first); })).ok());
+    EXPECT_EQ(inside.code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(inside.message().find("Wait called from a response handler or callback"),
+              std::string::npos)
+        << inside.message();
+    EXPECT_TRUE(kv->TryWait(first).ok());
+  });
+}
+
 TEST(KV, ManyRequestsLeaveNoBookkeepingBehind) {
   RunKVJob(2, 1, [&](Postoffice*, int, KVWorker<float>* kv) {
     SArray<Key> keys = {1, kMaxKey - 1};

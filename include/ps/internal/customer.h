@@ -3,8 +3,10 @@
 //
 // Threads: the customer owns one receive thread, started by the constructor and joined by the
 // destructor. The handler runs there for requests, one at a time, highest priority first; for
-// responses it runs on the node's van thread. Either way it must not wait for a request (a
-// response handler would wait for the thread that delivers the answer). All other methods are
+// responses it runs on the node's receiving thread: the van thread, or a thread blocked in
+// TryWaitRequest, which receives for the node meanwhile (Van::ReceiveUntil). Either way it must
+// not wait for a request (a response handler would wait for the thread that delivers the answer;
+// that wait fails with an error). All other methods are
 // thread-safe.
 #ifndef PS_INTERNAL_CUSTOMER_H_
 #define PS_INTERNAL_CUSTOMER_H_
@@ -49,7 +51,9 @@ class Customer {
   int NewRequest(const std::vector<int>& recvers);
 
   // Blocks until request "timestamp" finished. Returns its failure, if any: a receiver died, or
-  // answered with an error. REQUIRES: not on this customer's receive thread.
+  // answered with an error. While it waits, it receives the node's messages itself if no other
+  // thread does (see Van::ReceiveUntil). REQUIRES: not on this customer's receive thread, nor
+  // on the node's receiving thread (both fail with kInvalidArgument).
   Status TryWaitRequest(int timestamp);
   // ps-lite's wait: on failure, reports it and ends the process (see Postoffice::Die).
   void WaitRequest(int timestamp);
@@ -69,7 +73,7 @@ class Customer {
   size_t pending_size();
 
   // Takes a message: queues a request for the receive thread, handles a response at once.
-  // Called by the postoffice on the van thread.
+  // Called by the postoffice on the receiving thread.
   void Accept(const Message& recved);
   // Fails pending requests that wait for node "node_id", or all of them with "everything".
   void OnNodeFailed(int node_id, const Status& why, bool everything);

@@ -3,8 +3,9 @@
 // from it (ZMQVan); everything above the van sees Messages only.
 //
 // Threads: the van owns one thread, started by Start() and joined by Stop(), which receives
-// messages, runs the control protocol and calls the handlers. Send(), Register(), Barrier() and
-// the accessors are thread-safe. Handlers run on the van thread and must not block.
+// messages, runs the control protocol and calls the handlers. A thread waiting for a response may
+// take over receiving for a while (ReceiveUntil). Send(), Register(), Barrier() and the accessors
+// are thread-safe. Handlers run on the receiving thread and must not block.
 #ifndef PS_INTERNAL_VAN_H_
 #define PS_INTERNAL_VAN_H_
 
@@ -58,9 +59,9 @@ const char* DropReasonName(DropReason r);
 
 class Van {
  public:
-  // Called on the van thread for each data message addressed to this node.
+  // Called on the receiving thread for each data message addressed to this node.
   using DataHandler = std::function<void(Message&& msg)>;
-  // Called on the van thread once per node declared dead ("node" is the dead one).
+  // Called on the receiving thread once per node declared dead ("node" is the dead one).
   using FailureHandler = std::function<void(const Node& node, const Status& why)>;
 
   // A van of the given transport; "zmq" is the one there is. Starts nothing.
@@ -89,8 +90,19 @@ class Van {
   // Stops the van thread and closes the transport. Idempotent.
   void Stop();
 
+  // Receives and processes messages on the calling thread until "done" returns true, instead of
+  // leaving that to the van thread: a caller waiting for a response then takes it straight from
+  // the socket, saving a thread switch. Returns false at once, having done nothing, when another
+  // thread already does this, on the receiving thread itself, or before Start/after Stop; the
+  // caller then waits as usual. "done" is called between messages and must not block.
+  // Everything the van thread would run meanwhile (handlers, heartbeats) runs on this thread.
+  bool ReceiveUntil(const std::function<bool()>& done);
+  // True on the thread that currently receives for this van: the van thread, or a caller inside
+  // ReceiveUntil. Handlers run there, and must not wait for a response.
+  bool IsReceivingThread() const;
+
   // Feeds raw frames [meta][data...] from the network into the receive path: validates, then
-  // dispatches or drops. Called by the van thread; public so that tests can feed bytes.
+  // dispatches or drops. Called by the receiving thread; public so that tests can feed bytes.
   void ProcessFrames(std::vector<SArray<char>>&& frames);
 
   // This node; its id is Node::kEmpty until registration completes.
@@ -121,7 +133,8 @@ class Van {
   // Sends one message to node "id". Thread-safe. Returns bytes sent or -1.
   virtual int SendFrames(int id, const std::string& meta,
                          const std::vector<SArray<char>>& data) = 0;
-  // Waits up to "timeout_ms" for one message; false on timeout or Wake(). Van thread only.
+  // Waits up to "timeout_ms" for one message; false on timeout or Wake().
+  // REQUIRES: the receiving thread (recv_mu_ held).
   virtual bool RecvFrames(std::vector<SArray<char>>* frames, int timeout_ms) = 0;
   // Makes a blocked RecvFrames() return. Thread-safe.
   virtual void Wake() = 0;
@@ -132,6 +145,9 @@ class Van {
 
  private:
   void Loop();
+  // Receives at most one message (waiting up to the next tick), delivers messages to this node
+  // itself, and ticks when due. REQUIRES: recv_mu_ held.
+  void ReceiveOnce();
   void Tick();
   void Dispatch(Message&& msg);
   void ProcessControlAtScheduler(Message& msg);
@@ -155,6 +171,7 @@ class Van {
   Clock::time_point start_time_;
   std::thread thread_;
 
+  std::atomic<bool> running_{false};  // Start() started the van thread
   std::atomic<bool> ready_{false};
   std::atomic<int> my_id_{Node::kEmpty};  // my_node_.id, for Send without mu_
   std::atomic<bool> stop_{false};         // the van thread should end
@@ -174,11 +191,21 @@ class Van {
   std::unordered_map<int, std::unique_ptr<Status>> barrier_result_;  // customer -> result
   bool logged_drop_[static_cast<int>(DropReason::kNumReasons)] = {};
 
-  // Messages to this node itself, delivered by the van thread. Protected by local_mu_.
+  // Messages to this node itself, delivered by the receiving thread. Protected by local_mu_.
   std::mutex local_mu_;
   std::deque<Message> local_;
 
-  // Van thread only.
+  // The receive socket has one user at a time, the receiver: the van thread, or a caller in
+  // ReceiveUntil (then caller_receives_ is set and the van thread sleeps on lead_cv_).
+  // Whoever holds recv_mu_ receives, so the state below is touched under recv_mu_ only.
+  std::mutex recv_mu_;
+  std::atomic<bool> caller_receives_{false};
+  std::mutex lead_mu_;  // with lead_cv_: the van thread waits while a caller receives
+  std::condition_variable lead_cv_;
+
+  // Protected by recv_mu_ (the receiving thread's).
+  int tick_ms_ = 200;
+  Clock::time_point next_tick_;
   std::vector<Message> early_;  // data that arrived before the node list
   Clock::time_point next_heartbeat_;
   Clock::time_point last_heard_scheduler_;
