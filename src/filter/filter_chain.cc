@@ -190,13 +190,14 @@ Status FilterChain::Configure(const std::string& spec) {
     if (!s.ok()) return s;
     stages->push_back(Stage{p.first, std::move(filter), table_->Get(p.first)});
   }
-  // A compressor turns the value frames into bytes: fixed-point after it finds none to convert.
+  // A compressor turns the value frames it compresses into bytes, which fixed-point after it
+  // cannot convert: a likely mistake in the order.
   bool compressed = false;
   for (const Stage& st : *stages) {
     if (st.name == "fixed" && compressed) {
       LOG(WARNING) << app_ << ": filters " << spec
-                   << ": fixed comes after a compressor and finds no values left to convert; "
-                      "list it before zstd or lz4";
+                   << ": fixed after a compressor converts only the frames it left raw; list "
+                      "fixed first";
     }
     compressed = compressed || st.name == "zstd" || st.name == "lz4";
   }

@@ -83,7 +83,7 @@ bool FixedPointFilter::Encode(bool full, Message* msg, std::vector<int64_t>* arg
                             : (bits_ == 8 ? Quantize<double, uint8_t>(frame, &packed)
                                           : Quantize<double, uint16_t>(frame, &packed));
     if (!ok) continue;
-    args->insert(args->end(), {static_cast<int64_t>(i), type});
+    args->insert(args->end(), {static_cast<int64_t>(i), type, static_cast<int64_t>(n)});
     msg->data[i] = packed;
     msg->meta.data_type[i] = CHAR;
   }
@@ -94,15 +94,15 @@ bool FixedPointFilter::Encode(bool full, Message* msg, std::vector<int64_t>* arg
 
 FilterResult FixedPointFilter::Decode(const std::vector<int64_t>& args, Message* msg,
                                       std::string* error) {
-  if (args.size() < 3 || args.size() % 2 != 1 || (args[0] != 8 && args[0] != 16)) {
+  if (args.size() < 4 || args.size() % 3 != 1 || (args[0] != 8 && args[0] != 16)) {
     *error = "bad arguments";
     return FilterResult::kMalformed;
   }
   const int bits = static_cast<int>(args[0]);
   const size_t qbytes = static_cast<size_t>(bits / 8);
   int64_t last = -1;
-  for (size_t a = 1; a < args.size(); a += 2) {
-    const int64_t i = args[a], type = args[a + 1];
+  for (size_t a = 1; a < args.size(); a += 3) {
+    const int64_t i = args[a], type = args[a + 1], n = args[a + 2];
     if (i <= last || i >= static_cast<int64_t>(msg->data.size()) ||
         (type != FLOAT && type != DOUBLE) || msg->meta.data_type[i] != CHAR) {
       *error = "bad arguments";
@@ -111,9 +111,11 @@ FilterResult FixedPointFilter::Decode(const std::vector<int64_t>& args, Message*
     last = i;
     const SArray<char>& frame = msg->data[i];
     double lo, hi;
-    if (frame.size() < kHeaderBytes || (frame.size() - kHeaderBytes) % qbytes != 0) {
+    if (n < 0 || frame.size() < kHeaderBytes || (frame.size() - kHeaderBytes) / qbytes != static_cast<uint64_t>(n) ||
+        (frame.size() - kHeaderBytes) % qbytes != 0) {
       *error = "frame " + std::to_string(i) + ": " + std::to_string(frame.size()) +
-               " bytes are not a range and " + std::to_string(bits) + "-bit values";
+               " bytes are not a range and " + std::to_string(n) + " " + std::to_string(bits) +
+               "-bit values";
       return FilterResult::kMalformed;
     }
     std::memcpy(&lo, frame.data(), sizeof(double));

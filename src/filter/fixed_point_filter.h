@@ -6,7 +6,8 @@
 //
 // On the wire a converted frame is CHAR: lo and hi as doubles, then the integers. Frames with a
 // value that is not finite, and frames that conversion would not make smaller, travel as they
-// are. Arguments: the bits, then for each converted frame its index and data type.
+// are. Arguments: the bits, then for each converted frame its index, data type and number of
+// values.
 // Thread-safe: each thread has its own random generator.
 #ifndef PS_FILTER_FIXED_POINT_FILTER_H_
 #define PS_FILTER_FIXED_POINT_FILTER_H_
