@@ -106,17 +106,20 @@ class FilterChain::Table {
     std::vector<std::string> lines;
     for (const FilterStats& s : Snapshot()) {
       std::ostringstream os;
-      auto dir = [&](const char* what, const FilterStats::Direction& d) {
+      // "wire": which side of the filter the bytes on the wire are.
+      auto dir = [&](const char* what, const FilterStats::Direction& d, bool wire_after) {
         if (!d.messages) return;
         os << "; " << what << " " << d.messages << " messages (" << d.applied << " changed), "
            << d.bytes_before << " -> " << d.bytes_after << " bytes";
-        if (d.bytes_after && d.bytes_before != d.bytes_after) {
-          os << " (" << std::fixed << std::setprecision(2)
-             << static_cast<double>(d.bytes_before) / d.bytes_after << "x)";
+        const uint64_t wire = wire_after ? d.bytes_after : d.bytes_before;
+        const uint64_t app = wire_after ? d.bytes_before : d.bytes_after;
+        if (wire && wire != app) {
+          os << " (" << std::fixed << std::setprecision(2) << static_cast<double>(app) / wire
+             << "x smaller on the wire)";
         }
       };
-      dir("encoded", s.encode);
-      dir("decoded", s.decode);
+      dir("encoded", s.encode, true);
+      dir("decoded", s.decode, false);
       if (s.dropped) os << "; dropped " << s.dropped << " malformed";
       if (s.misses) os << "; missed " << s.misses;
       if (s.resent) os << "; resent " << s.resent << " in full";
