@@ -201,8 +201,7 @@ int RunDriver(int argc, char** argv) {
   const int servers = Arg(argc, argv, "--servers", 1);
   std::vector<std::string> base = {
       "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT=" + std::to_string(ps::test::FreePort()),
-      "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1",
-      "PS_HEARTBEAT_INTERVAL=0"};
+      "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1", "PS_HEARTBEAT_INTERVAL=0"};
   std::vector<std::string> roles = {"scheduler", "worker"};
   for (int s = 0; s < servers; ++s) roles.push_back("server");
   std::vector<pid_t> pids;

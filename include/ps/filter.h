@@ -89,9 +89,9 @@ Status CreateFilter(const std::string& name, const std::string& param, const Env
 #define PS_FILTER_CONCAT(a, b) PS_FILTER_CONCAT_(a, b)
 // Registers a filter factory under a name at program start:
 // PS_REGISTER_FILTER("xor", factory);
-#define PS_REGISTER_FILTER(name, factory)                                       \
-  static const bool PS_FILTER_CONCAT(ps_filter_registered_, __LINE__) \
-      __attribute__((unused)) = ::ps::RegisterFilter(name, factory)
+#define PS_REGISTER_FILTER(name, factory)                                                       \
+  static const bool PS_FILTER_CONCAT(ps_filter_registered_, __LINE__) __attribute__((unused)) = \
+      ::ps::RegisterFilter(name, factory)
 
 // What one filter of an app did. Bytes are data bytes (the frames, not the meta).
 struct FilterStats {
@@ -102,8 +102,8 @@ struct FilterStats {
     uint64_t bytes_after = 0;   // data bytes coming out
   };
   std::string name;
-  Direction encode;  // outgoing: before = as the app gave them, after = as passed on to be sent
-  Direction decode;  // incoming: before = as received, after = as restored
+  Direction encode;      // outgoing: before = as the app gave them, after = as passed on to be sent
+  Direction decode;      // incoming: before = as received, after = as restored
   uint64_t dropped = 0;  // incoming messages the filter found malformed
   uint64_t misses = 0;   // incoming messages it lacked state for; their senders were asked again
   uint64_t resent = 0;   // outgoing messages sent again in full because a receiver missed

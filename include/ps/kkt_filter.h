@@ -85,8 +85,8 @@ class KKTFilter {
       st.gradient = largest;
       send = nonzero || !(largest < threshold);
     } else {
-      send = nonzero || it == state_.end() || !it->second.pushed ||
-             !(it->second.gradient < threshold);
+      send =
+          nonzero || it == state_.end() || !it->second.pushed || !(it->second.gradient < threshold);
     }
     ++(send ? kept_ : left_out_);
     return send;

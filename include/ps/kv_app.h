@@ -436,8 +436,8 @@ class KVWorker : public SimpleApp {
     if (vals->empty()) vals->resize(total);
     if (vals->size() != total) {
       return Status::InvalidArgument("the pull output holds " + std::to_string(vals->size()) +
-                                     " values, but the servers answered " +
-                                     std::to_string(total) + " (with the keys left out)");
+                                     " values, but the servers answered " + std::to_string(total) +
+                                     " (with the keys left out)");
     }
     if (lens) lens->resize(num_keys);
     size_t at = 0, from = 0, j = 0;
@@ -547,11 +547,13 @@ class KVWorker : public SimpleApp {
       decoded = msg;
       std::string filter, error;
       FilterResult r = filters_->Decode(&decoded, &filter, &error);
-      if (r == FilterResult::kMiss) error = "filter " + filter + " lacks what it needs to decode it";
+      if (r == FilterResult::kMiss) {
+        error = "filter " + filter + " lacks what it needs to decode it";
+      }
       if (r != FilterResult::kOk) {
-        bad = Status::InvalidArgument(
-            "server " + std::to_string(Postoffice::IDtoRank(msg.meta.sender)) +
-            " answered with a message that does not decode: " + error);
+        bad = Status::InvalidArgument("server " +
+                                      std::to_string(Postoffice::IDtoRank(msg.meta.sender)) +
+                                      " answered with a message that does not decode: " + error);
       }
       m = &decoded;
     }
@@ -612,7 +614,7 @@ class KVWorker : public SimpleApp {
 
   // Protected by mu_.
   std::mutex mu_;
-  std::shared_ptr<Slicer> slicer_;  // shared, so that a request can run it without mu_
+  std::shared_ptr<Slicer> slicer_;            // shared, so that a request can run it without mu_
   std::shared_ptr<KeyFilter> key_filter_;     // likewise; null: every key is sent
   std::unordered_map<int, Pending> pending_;  // timestamp -> request; erased when finished
 };

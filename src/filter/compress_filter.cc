@@ -40,8 +40,8 @@ bool CompressFilter::Compress(const SArray<char>& in, SArray<char>* out) const {
   if (codec_ == Codec::kZstd) {
     SArray<char> buf = Allocate(ZSTD_compressBound(in.size()));
     if (buf.empty()) return false;
-    size_t n = ZSTD_compressCCtx(Zstd().c.get(), buf.data(), buf.size(), in.data(), in.size(),
-                                 level_);
+    size_t n =
+        ZSTD_compressCCtx(Zstd().c.get(), buf.data(), buf.size(), in.data(), in.size(), level_);
     if (ZSTD_isError(n) || n >= in.size()) return false;
     *out = buf.segment(0, n);
     return true;

@@ -28,15 +28,13 @@ class CompressFilter : public Filter {
       : codec_(codec), level_(level), min_bytes_(min_bytes) {}
 
   bool Encode(bool full, Message* msg, std::vector<int64_t>* args) override;
-  FilterResult Decode(const std::vector<int64_t>& args, Message* msg,
-                      std::string* error) override;
+  FilterResult Decode(const std::vector<int64_t>& args, Message* msg, std::string* error) override;
 
  private:
   // Compresses "in" into "out"; false when that does not make it smaller.
   bool Compress(const SArray<char>& in, SArray<char>* out) const;
   // Decompresses "in" into "out" of exactly "size" bytes; false (with "error") otherwise.
-  bool Decompress(const SArray<char>& in, size_t size, SArray<char>* out,
-                  std::string* error) const;
+  bool Decompress(const SArray<char>& in, size_t size, SArray<char>* out, std::string* error) const;
 
   // Constant after construction.
   const Codec codec_;

@@ -125,8 +125,7 @@ Status ReadKeyCacheBytes(const Environment& env, size_t* bytes) {
 
 Status ReadCompressMinBytes(const Environment& env, size_t* bytes) {
   long n;
-  Status s =
-      ReadLong(env, "PS_COMPRESS_MIN_BYTES", kDefaultCompressMinBytes, 0, 1L << 40, &n);
+  Status s = ReadLong(env, "PS_COMPRESS_MIN_BYTES", kDefaultCompressMinBytes, 0, 1L << 40, &n);
   if (s.ok()) *bytes = static_cast<size_t>(n);
   return s;
 }

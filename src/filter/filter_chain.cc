@@ -28,7 +28,8 @@ Status CheckFilterConfig(const Environment& env) {
   if (!spec) return Status::OK();
   std::vector<std::pair<std::string, std::string>> filters;
   s = FilterChain::Parse(spec, env, &filters);
-  if (!s.ok()) return Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
+  if (!s.ok())
+    return Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
   return Status::OK();
 }
 
@@ -141,7 +142,8 @@ FilterChain::FilterChain(Postoffice* postoffice, std::string app)
       stages_(std::make_shared<const std::vector<Stage>>()) {
   if (const char* spec = env_->find("PS_FILTERS")) {
     Status s = Configure(spec);
-    if (!s.ok()) status_ = Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
+    if (!s.ok())
+      status_ = Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
   }
   if (postoffice->verbose() >= 1) {
     postoffice->RegisterExitCallback([table = table_, app = app_, postoffice] {
@@ -303,8 +305,8 @@ FilterResult FilterChain::Decode(Message* msg, std::string* filter, std::string*
     counters->dropped.fetch_add(1, std::memory_order_relaxed);
     *error = "filter " + *filter + ": " + *error;
     if (!counters->logged.exchange(true)) {
-      LOG(WARNING) << app_ << ": dropped a message from node " << msg->meta.sender << ": "
-                   << *error << " (further drops of this filter are counted, not logged)";
+      LOG(WARNING) << app_ << ": dropped a message from node " << msg->meta.sender << ": " << *error
+                   << " (further drops of this filter are counted, not logged)";
     }
   }
   return result;

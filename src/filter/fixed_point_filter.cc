@@ -111,7 +111,8 @@ FilterResult FixedPointFilter::Decode(const std::vector<int64_t>& args, Message*
     last = i;
     const SArray<char>& frame = msg->data[i];
     double lo, hi;
-    if (n < 0 || frame.size() < kHeaderBytes || (frame.size() - kHeaderBytes) / qbytes != static_cast<uint64_t>(n) ||
+    if (n < 0 || frame.size() < kHeaderBytes ||
+        (frame.size() - kHeaderBytes) / qbytes != static_cast<uint64_t>(n) ||
         (frame.size() - kHeaderBytes) % qbytes != 0) {
       *error = "frame " + std::to_string(i) + ": " + std::to_string(frame.size()) +
                " bytes are not a range and " + std::to_string(n) + " " + std::to_string(bits) +

@@ -27,8 +27,7 @@ class FixedPointFilter : public Filter {
   explicit FixedPointFilter(int bits) : bits_(bits) {}
 
   bool Encode(bool full, Message* msg, std::vector<int64_t>* args) override;
-  FilterResult Decode(const std::vector<int64_t>& args, Message* msg,
-                      std::string* error) override;
+  FilterResult Decode(const std::vector<int64_t>& args, Message* msg, std::string* error) override;
 
  private:
   const int bits_;

@@ -33,8 +33,7 @@ class KeyCacheFilter : public Filter {
   explicit KeyCacheFilter(size_t capacity) : sent_(capacity), kept_(capacity) {}
 
   bool Encode(bool full, Message* msg, std::vector<int64_t>* args) override;
-  FilterResult Decode(const std::vector<int64_t>& args, Message* msg,
-                      std::string* error) override;
+  FilterResult Decode(const std::vector<int64_t>& args, Message* msg, std::string* error) override;
 
   // Key lists kept as a receiver, and their bytes.
   size_t kept_lists() const;
@@ -71,8 +70,8 @@ class KeyCacheFilter : public Filter {
 
   // Protected by mu_.
   mutable std::mutex mu_;
-  LruCache<Sent, bool, Hash> sent_;             // lists sent to each receiver with kStore
-  LruCache<Kept, SArray<char>, Hash> kept_;     // lists received, by sender and customer
+  LruCache<Sent, bool, Hash> sent_;          // lists sent to each receiver with kStore
+  LruCache<Kept, SArray<char>, Hash> kept_;  // lists received, by sender and customer
 };
 
 }  // namespace ps

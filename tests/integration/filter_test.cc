@@ -72,7 +72,9 @@ struct Job {
         ASSERT_TRUE(po->TryStart(0).ok());
         if (roles[i] == "server") {
           KVServer<float> server(0, po);
-          if (server_filters) ASSERT_TRUE(server.set_filters(server_filters).ok());
+          if (server_filters) {
+            ASSERT_TRUE(server.set_filters(server_filters).ok());
+          }
           if (make_handle) {
             server.set_request_handle(make_handle());
           } else {
@@ -83,7 +85,9 @@ struct Job {
           if (served) served(&server);
         } else if (roles[i] == "worker") {
           KVWorker<float> kv(0, 0, po);
-          if (worker_filters) ASSERT_TRUE(kv.set_filters(worker_filters).ok());
+          if (worker_filters) {
+            ASSERT_TRUE(kv.set_filters(worker_filters).ok());
+          }
           ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
           work(po, &kv);
           EXPECT_EQ(kv.pending_requests(), 0U);
@@ -293,8 +297,7 @@ TEST(KeyFilter, LeftOutKeysAreNotSentAndReadAsZeros) {
     ASSERT_TRUE(kv->TryWait(kv->Push({keys[3], keys[5]}, {1, 2, 3, 4, 5}, {2, 3})).ok());
     std::vector<float> uneven;
     std::vector<int> uneven_lens;
-    ASSERT_TRUE(
-        kv->TryWait(kv->Pull({keys[1], keys[3], keys[5]}, &uneven, &uneven_lens)).ok());
+    ASSERT_TRUE(kv->TryWait(kv->Pull({keys[1], keys[3], keys[5]}, &uneven, &uneven_lens)).ok());
     EXPECT_EQ(uneven_lens, (std::vector<int>{1, 2, 3}));
     EXPECT_EQ(uneven, (std::vector<float>{0, 1, 2, 3, 4, 5}));
     EXPECT_EQ(kv->TryWait(kv->Pull({keys[1], keys[3], keys[5]}, &uneven)).code(),

@@ -1,13 +1,12 @@
 // The filters and their chain, without a network: a sender's chain encodes, a receiver's chain
 // (configured differently, or not at all) decodes, as the key-value apps do.
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
-
-#include <zstd.h>
 
 #include "common/test_util.h"
 #include "filter/compress_filter.h"
@@ -26,8 +25,7 @@ class XorFilter : public Filter {
     *args = {mask_};
     return true;
   }
-  FilterResult Decode(const std::vector<int64_t>& args, Message* msg,
-                      std::string* error) override {
+  FilterResult Decode(const std::vector<int64_t>& args, Message* msg, std::string* error) override {
     if (args.size() != 1) {
       *error = "no mask";
       return FilterResult::kMalformed;
@@ -45,11 +43,11 @@ class XorFilter : public Filter {
   const int mask_;
 };
 
-PS_REGISTER_FILTER("xor", [](const std::string& param, const Environment&,
-                             std::unique_ptr<Filter>* f) {
-  f->reset(new XorFilter(param.empty() ? 0x5a : std::atoi(param.c_str())));
-  return Status::OK();
-});
+PS_REGISTER_FILTER("xor",
+                   [](const std::string& param, const Environment&, std::unique_ptr<Filter>* f) {
+                     f->reset(new XorFilter(param.empty() ? 0x5a : std::atoi(param.c_str())));
+                     return Status::OK();
+                   });
 
 namespace {
 
@@ -454,7 +452,8 @@ TEST_F(Chains, BadListsAreClearErrorsThatChangeNothing) {
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << spec;
     return s.message();
   };
-  EXPECT_EQ(error("key_cache,zsdt"), "unknown filter zsdt (known: fixed, key_cache, lz4, xor, zstd)");
+  EXPECT_EQ(error("key_cache,zsdt"),
+            "unknown filter zsdt (known: fixed, key_cache, lz4, xor, zstd)");
   EXPECT_EQ(error("fixed:12"), "filter fixed:12: fixed takes 8 or 16 bits, not \"12\"");
   EXPECT_EQ(error("zstd:fast"), "filter zstd:fast: zstd takes a number from " +
                                     std::to_string(-(1 << 17)) + " to 22, not \"fast\"");
@@ -581,7 +580,8 @@ TEST_F(Chains, MalformedFramesAreRejectedAndCounted) {
     if (rng() % 2) {
       frame = frame.segment(0, rng() % frame.size());
     } else {
-      for (int k = 0; k < 4; ++k) frame[rng() % frame.size()] ^= static_cast<char>(1 << (rng() % 8));
+      for (int k = 0; k < 4; ++k)
+        frame[rng() % frame.size()] ^= static_cast<char>(1 << (rng() % 8));
     }
     m.data[f] = frame;
     std::string filter, error;
