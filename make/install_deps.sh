@@ -10,6 +10,8 @@ packages=(
   libzmq3-dev cppzmq-dev              # transport
   libprotobuf-dev protobuf-compiler   # wire meta
   libdmlc-dev                         # logging, libsvm parsing
+  libzstd-dev liblz4-dev              # filters: compression
+  libxxhash-dev                       # filters: key list signatures (XXH3)
   libgtest-dev                        # tests
   clang-format                        # make lint
   openmpi-bin                         # launcher: mpi mode

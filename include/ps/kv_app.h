@@ -6,6 +6,10 @@
 // replaces the split). Values are either k per key (vals.size() a multiple of keys.size()) or
 // given per key by lens. Pull responses carry values only: the worker already has the keys.
 //
+// Filters (ps/filter.h): each app's outgoing messages go through the filters of PS_FILTERS, or
+// of set_filters, and incoming ones are decoded by what their meta says was applied. A
+// KVWorker's key filter (set_key_filter) leaves keys out of its requests altogether.
+//
 // Threads: every KVWorker call returns at once with a timestamp; Wait(timestamp) blocks until all
 // servers involved answered. Request handles run on the server's customer thread. Callbacks run
 // on the thread that receives the answer: the node's van thread, or a thread blocked in Wait,
@@ -27,6 +31,8 @@
 #include <vector>
 
 #include "ps/base.h"
+#include "ps/filter.h"
+#include "ps/internal/filter_chain.h"
 #include "ps/internal/key_order.h"
 #include "ps/simple_app.h"
 
@@ -111,11 +117,17 @@ class KVWorker : public SimpleApp {
   using SlicedKVs = std::vector<std::pair<bool, KVPairs<Val>>>;
   using Slicer = std::function<void(const KVPairs<Val>& send, const std::vector<Range>& ranges,
                                     SlicedKVs* sliced)>;
+  // Whether a request sends "key": in a push with its "len" values "vals", in a pull with
+  // vals null and len 0.
+  using KeyFilter = std::function<bool(Key key, const Val* vals, size_t len)>;
 
   // "postoffice" is the node the worker lives on; null means the default node.
   // REQUIRES: the node is a worker; (app_id, customer_id) unique on it.
   explicit KVWorker(int app_id, int customer_id, Postoffice* postoffice = nullptr)
-      : SimpleApp(app_id, postoffice), slicer_(std::make_shared<Slicer>(DefaultSlicer)) {
+      : SimpleApp(app_id, postoffice),
+        filters_(new FilterChain(postoffice_, "KVWorker app " + std::to_string(app_id) +
+                                                  " customer " + std::to_string(customer_id))),
+        slicer_(std::make_shared<Slicer>(DefaultSlicer)) {
     obj_.reset(new Customer(
         app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
   }
@@ -189,6 +201,25 @@ class KVWorker : public SimpleApp {
     slicer_ = std::make_shared<Slicer>(slicer);
   }
 
+  // Sets the filters this worker's requests go through, in order ("key_cache,fixed:16,zstd";
+  // "" for none), in place of PS_FILTERS. Fails, changing nothing, on an unknown name, a name
+  // listed twice or a bad parameter. Responses are decoded whatever filters they went through.
+  // Thread-safe; requests already sent are not affected.
+  Status set_filters(const std::string& spec) { return filters_->Configure(spec); }
+  // What each filter did so far, encoding requests and decoding responses. Thread-safe.
+  std::vector<FilterStats> filter_stats() const { return filters_->stats(); }
+
+  // Sets a predicate that decides which keys a request sends (KKTFilter is one): a push sends
+  // the keys it accepts with their values, a pull asks for the keys it accepts only. A key left
+  // out of a pull reads as zeros, as many as each pulled key has (one when they differ or no
+  // key is pulled), like a key a server never saw; the outputs keep the size of the whole key
+  // list. It runs on the thread that calls Push or Pull, once per key. Null sends every key.
+  // Thread-safe; requests already sent are not affected.
+  void set_key_filter(const KeyFilter& filter) {
+    std::lock_guard<std::mutex> lk(mu_);
+    key_filter_ = filter ? std::make_shared<KeyFilter>(filter) : nullptr;
+  }
+
   // Requests whose responses are not all in, here and in the customer (bookkeeping check).
   size_t pending_requests() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -242,6 +273,7 @@ class KVWorker : public SimpleApp {
     std::vector<int> order;                   // server ranks in the order of their keys
     std::vector<KVPairs<Val>> got;            // by server rank: values received
     std::function<Status(Pending*)> deliver;  // writes the pulled values to the outputs
+    std::vector<Message> sent;  // by server rank, with filters: the request before encoding
   };
 
   // Validates, slices and sends one request; "vals" null for a pull, "outs" null for a push.
@@ -251,6 +283,7 @@ class KVWorker : public SimpleApp {
     Status s = kv::CheckOrder(keys);
     if (s.ok() && vals) s = kv::CheckValues(keys.size(), *vals, lens);
     if (s.ok() && !postoffice_->van()) s = Status::Shutdown("KVWorker used before Start");
+    if (s.ok()) s = filters_->status();
     if (!s.ok()) {
       LOG(ERROR) << s.message();
       return obj_->NewFailedRequest(s);
@@ -260,17 +293,24 @@ class KVWorker : public SimpleApp {
     if (vals) send.vals = *vals;
     send.lens = lens;
     std::shared_ptr<Slicer> slicer;
+    std::shared_ptr<KeyFilter> key_filter;
     {
       std::lock_guard<std::mutex> lk(mu_);
       slicer = slicer_;
+      key_filter = key_filter_;
     }
-    SlicedKVs sliced;  // the user's slicer runs without our lock
+    // The user's key filter and slicer run without our lock.
+    std::vector<size_t> kept;  // when the key filter leaves keys out: where the sent ones are
+    const bool left_out = key_filter && LeaveOut(*key_filter, vals != nullptr, &send, &kept);
+    SlicedKVs sliced;
     (*slicer)(send, postoffice_->GetServerKeyRanges(), &sliced);
+    const bool filtered = !filters_->empty();
     Pending p;
     p.cb = cb;
     p.pull = pull;
     p.keys_of.assign(sliced.size(), 0);
     if (pull) p.got.resize(sliced.size());
+    if (filtered) p.sent.resize(sliced.size());
     std::vector<int> recvers;
     std::vector<std::pair<Key, int>> first_keys;
     for (size_t i = 0; i < sliced.size(); ++i) {
@@ -282,7 +322,15 @@ class KVWorker : public SimpleApp {
     std::sort(first_keys.begin(), first_keys.end());
     for (const auto& fk : first_keys) p.order.push_back(fk.second);
     p.expected = static_cast<int>(recvers.size());
-    if (pull) {
+    if (pull && left_out) {
+      // Pulled into arrays of our own, then spread over the outputs with the left-out keys.
+      p.deliver = [outs, out_lens, n = keys.size(), kept = std::move(kept)](Pending* q) {
+        SArray<Val> got;
+        SArray<int> got_lens;
+        Status st = Deliver(q, kept.size(), &got, &got_lens);
+        return st.ok() ? Expand(n, kept, got, got_lens, outs, out_lens) : st;
+      };
+    } else if (pull) {
       p.deliver = [outs, out_lens, n = keys.size()](Pending* q) {
         return Deliver(q, n, outs, out_lens);
       };
@@ -296,15 +344,13 @@ class KVWorker : public SimpleApp {
       if (cb) cb();
       return ts;
     }
-    int ts = obj_->NewRequest(recvers);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      pending_.emplace(ts, std::move(p));
-    }
+    const int ts = obj_->NewRequest(recvers);
+    std::vector<Message> msgs;
     for (size_t i = 0; i < sliced.size(); ++i) {
       if (!sliced[i].first || sliced[i].second.keys.empty()) continue;
       const KVPairs<Val>& kv = sliced[i].second;
-      Message msg;
+      msgs.emplace_back();
+      Message& msg = msgs.back();
       msg.meta.app_id = app_id_;
       msg.meta.customer_id = obj_->customer_id();
       msg.meta.request = true;
@@ -319,9 +365,97 @@ class KVWorker : public SimpleApp {
         msg.AddData(kv.vals);
         if (!kv.lens.empty()) msg.AddData(kv.lens);
       }
+      // Kept as it is before filtering, should a server's filter ask for it again.
+      if (filtered) p.sent[i] = msg;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_.emplace(ts, std::move(p));
+    }
+    for (Message& msg : msgs) {
+      if (filtered) filters_->Encode(false, &msg);
       postoffice_->van()->Send(msg);
     }
     return ts;
+  }
+
+  // Runs "filter" over the keys of "send"; when it leaves some out, replaces "send" by the keys
+  // it keeps, with their values, sets "kept" to their positions and returns true.
+  static bool LeaveOut(const KeyFilter& filter, bool push, KVPairs<Val>* send,
+                       std::vector<size_t>* kept) {
+    const size_t n = send->keys.size();
+    const bool has_lens = !send->lens.empty();
+    const size_t k = push && !has_lens && n ? send->vals.size() / n : 0;
+    std::vector<size_t> offset(push ? n + 1 : 0, 0);  // of each key's values
+    kept->reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      size_t len = push ? (has_lens ? static_cast<size_t>(send->lens[i]) : k) : 0;
+      if (push) offset[i + 1] = offset[i] + len;
+      if (filter(send->keys[i], push ? send->vals.data() + offset[i] : nullptr, len)) {
+        kept->push_back(i);
+      }
+    }
+    if (kept->size() == n) {
+      kept->clear();
+      return false;
+    }
+    KVPairs<Val> out;
+    out.keys.resize(kept->size());
+    for (size_t j = 0; j < kept->size(); ++j) out.keys[j] = send->keys[(*kept)[j]];
+    if (push) {
+      size_t total = 0;
+      for (size_t i : *kept) total += offset[i + 1] - offset[i];
+      out.vals.resize(total);
+      size_t at = 0;
+      for (size_t i : *kept) {
+        std::copy(send->vals.data() + offset[i], send->vals.data() + offset[i + 1],
+                  out.vals.data() + at);
+        at += offset[i + 1] - offset[i];
+      }
+      if (has_lens) {
+        out.lens.resize(kept->size());
+        for (size_t j = 0; j < kept->size(); ++j) out.lens[j] = send->lens[(*kept)[j]];
+      }
+    }
+    *send = out;
+    return true;
+  }
+
+  // Writes the values pulled for the keys at positions "kept" (values "got", per key
+  // "got_lens") of a pull of "num_keys" keys into the outputs, with zeros for the keys left
+  // out: as many as each pulled key has, or one when they differ or none was pulled.
+  template <typename C, typename D>
+  static Status Expand(size_t num_keys, const std::vector<size_t>& kept, const SArray<Val>& got,
+                       const SArray<int>& got_lens, C* vals, D* lens) {
+    bool uniform = true;
+    for (int l : got_lens) uniform = uniform && l == got_lens[0];
+    if (!lens && !uniform) {
+      return Status::InvalidArgument(
+          "the servers answered values of different lengths per key; pull with lens");
+    }
+    const size_t fill = uniform && !got_lens.empty() ? static_cast<size_t>(got_lens[0]) : 1;
+    const size_t total = got.size() + (num_keys - kept.size()) * fill;
+    if (vals->empty()) vals->resize(total);
+    if (vals->size() != total) {
+      return Status::InvalidArgument("the pull output holds " + std::to_string(vals->size()) +
+                                     " values, but the servers answered " + std::to_string(total) +
+                                     " (with the keys left out)");
+    }
+    if (lens) lens->resize(num_keys);
+    size_t at = 0, from = 0, j = 0;
+    for (size_t i = 0; i < num_keys; ++i) {
+      size_t len = fill;
+      if (j < kept.size() && kept[j] == i) {
+        len = static_cast<size_t>(got_lens[j++]);
+        std::copy(got.data() + from, got.data() + from + len, vals->data() + at);
+        from += len;
+      } else {
+        std::fill(vals->data() + at, vals->data() + at + len, Val(0));
+      }
+      if (lens) (*lens)[i] = static_cast<int>(len);
+      at += len;
+    }
+    return Status::OK();
   }
 
   // Copies the pulled values, in key order, into the outputs.
@@ -405,14 +539,34 @@ class KVWorker : public SimpleApp {
 
   void Process(const Message& msg) {
     if (msg.meta.simple_app) return SimpleApp::Process(msg);
+    if (msg.meta.request) return SendAgain(msg);
     const int ts = msg.meta.timestamp;
+    // Decoded before taking the lock: decompressing takes time.
+    Status bad;
+    Message decoded;
+    const Message* m = &msg;
+    if (!msg.meta.filters.empty()) {
+      decoded = msg;
+      std::string filter, error;
+      FilterResult r = filters_->Decode(&decoded, &filter, &error);
+      if (r == FilterResult::kMiss) {
+        error = "filter " + filter + " lacks what it needs to decode it";
+      }
+      if (r != FilterResult::kOk) {
+        bad = Status::InvalidArgument("server " +
+                                      std::to_string(Postoffice::IDtoRank(msg.meta.sender)) +
+                                      " answered with a message that does not decode: " + error);
+      }
+      m = &decoded;
+    }
     std::unique_lock<std::mutex> lk(mu_);
     auto it = pending_.find(ts);
     if (it == pending_.end()) return;
     Pending& p = it->second;
     const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
+    if (!bad.ok() && p.error.ok()) p.error = bad;
     if (p.pull && rank < p.got.size() && p.error.ok()) {
-      Status s = ParseResponse(msg, p.keys_of[rank], &p.got[rank]);
+      Status s = ParseResponse(*m, p.keys_of[rank], &p.got[rank]);
       if (!s.ok()) p.error = s;
     }
     if (++p.received < p.expected) return;
@@ -429,9 +583,41 @@ class KVWorker : public SimpleApp {
     }
   }
 
+  // A server's filter could not decode request "notice.meta.timestamp" (a key list it no
+  // longer holds) and asks for it again: it is encoded anew, in full, and sent again. Runs on
+  // the customer thread, which takes the requests sent to a worker.
+  void SendAgain(const Message& notice) {
+    const int sender = notice.meta.sender;
+    if (!notice.meta.filter_miss || notice.meta.filters.size() != 1) {
+      if (Van* van = postoffice_->van()) {
+        van->Drop(DropReason::kUnroutable,
+                  "a request from node " + std::to_string(sender) + " to a KVWorker");
+      }
+      return;
+    }
+    Message again;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = pending_.find(notice.meta.timestamp);
+      // A request that finished or failed meanwhile needs nothing more.
+      if (it == pending_.end()) return;
+      const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(sender));
+      const std::vector<Message>& sent = it->second.sent;
+      if (rank >= sent.size() || sent[rank].meta.recver != sender) return;
+      again = sent[rank];
+    }
+    filters_->CountResend(notice.meta.filters[0].name);
+    filters_->Encode(true, &again);
+    postoffice_->van()->Send(again);
+  }
+
+  // Constant after construction; thread-safe.
+  const std::unique_ptr<FilterChain> filters_;
+
   // Protected by mu_.
   std::mutex mu_;
   std::shared_ptr<Slicer> slicer_;            // shared, so that a request can run it without mu_
+  std::shared_ptr<KeyFilter> key_filter_;     // likewise; null: every key is sent
   std::unordered_map<int, Pending> pending_;  // timestamp -> request; erased when finished
 };
 
@@ -443,7 +629,9 @@ class KVServer : public SimpleApp {
       std::function<void(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer* server)>;
 
   // "postoffice" is the node the server lives on; null means the default node.
-  explicit KVServer(int app_id, Postoffice* postoffice = nullptr) : SimpleApp(app_id, postoffice) {
+  explicit KVServer(int app_id, Postoffice* postoffice = nullptr)
+      : SimpleApp(app_id, postoffice),
+        filters_(new FilterChain(postoffice_, "KVServer app " + std::to_string(app_id))) {
     obj_.reset(new Customer(
         app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_));
   }
@@ -468,6 +656,7 @@ class KVServer : public SimpleApp {
       msg.AddData(res.vals);
       if (!res.lens.empty()) msg.AddData(res.lens);
     }
+    filters_->Encode(false, &msg);
     postoffice_->van()->Send(msg);
   }
 
@@ -477,6 +666,14 @@ class KVServer : public SimpleApp {
     msg.meta.error = error.empty() ? "error" : error;
     postoffice_->van()->Send(msg);
   }
+
+  // Sets the filters this server's responses go through, in order ("fixed:16,zstd"; "" for
+  // none), in place of PS_FILTERS. Fails, changing nothing, on an unknown name, a name listed
+  // twice or a bad parameter. Requests are decoded whatever filters they went through.
+  // Thread-safe.
+  Status set_filters(const std::string& spec) { return filters_->Configure(spec); }
+  // What each filter did so far, decoding requests and encoding responses. Thread-safe.
+  std::vector<FilterStats> filter_stats() const { return filters_->stats(); }
 
  private:
   Message Answer(const KVMeta& req) const {
@@ -514,9 +711,25 @@ class KVServer : public SimpleApp {
     if (msg.meta.simple_app) return SimpleApp::Process(msg);
     KVMeta meta{msg.meta.head,   msg.meta.push,      msg.meta.pull,
                 msg.meta.sender, msg.meta.timestamp, msg.meta.customer_id};
+    Message decoded;
+    const Message* m = &msg;
+    if (!msg.meta.filters.empty()) {
+      decoded = msg;
+      std::string filter, error;
+      FilterResult r = filters_->Decode(&decoded, &filter, &error);
+      if (r == FilterResult::kMiss) {
+        // Not handled: the worker sends the request again in full, and it is handled then.
+        Message notice = FilterChain::MissNotice(msg, filter);
+        postoffice_->van()->Send(notice);
+        return;
+      }
+      // Dropped (and counted); the answer tells the worker, whose Wait would hang otherwise.
+      if (r == FilterResult::kMalformed) return ResponseError(meta, "malformed request: " + error);
+      m = &decoded;
+    }
     KVPairs<Val> data;
     data.priority = msg.meta.priority;
-    Status s = ParseRequest(msg, &data);
+    Status s = ParseRequest(*m, &data);
     if (!s.ok()) return ResponseError(meta, s.message());
     // Shared, not copied: a handle with state (a store) must see every request.
     std::shared_ptr<ReqHandle> handle;
@@ -531,6 +744,8 @@ class KVServer : public SimpleApp {
     }
     (*handle)(meta, data, this);
   }
+
+  const std::unique_ptr<FilterChain> filters_;  // constant after construction; thread-safe
 
   std::mutex kv_mu_;
   std::condition_variable kv_cv_;

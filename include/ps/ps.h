@@ -8,8 +8,10 @@
 #include <functional>
 
 #include "ps/base.h"
+#include "ps/filter.h"
 #include "ps/internal/postoffice.h"
 #include "ps/internal/utils.h"
+#include "ps/kkt_filter.h"
 #include "ps/kv_app.h"
 #include "ps/range.h"
 #include "ps/sarray.h"

@@ -34,6 +34,12 @@ void EncodeMeta(const Meta& meta, std::string* out) {
   if (!meta.body.empty()) pb.set_body(meta.body);
   for (DataType t : meta.data_type) pb.add_data_type(t);
   if (!meta.error.empty()) pb.set_error(meta.error);
+  for (const FilterRecord& f : meta.filters) {
+    wire::PBFilter* pf = pb.add_filter();
+    pf->set_name(f.name);
+    for (int64_t a : f.args) pf->add_arg(a);
+  }
+  if (meta.filter_miss) pb.set_filter_miss(true);
   if (!meta.control.empty()) {
     const Control& c = meta.control;
     wire::PBControl* pc = pb.mutable_control();
@@ -77,6 +83,18 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
     if (!InRange(t, kNumDataTypes)) return Status::InvalidArgument("unknown data type");
     m.data_type.push_back(static_cast<DataType>(t));
   }
+  if (static_cast<size_t>(pb.filter_size()) > kMaxFilterRecords) {
+    return Status::InvalidArgument("too many filter records");
+  }
+  m.filters.reserve(pb.filter_size());
+  for (const wire::PBFilter& pf : pb.filter()) {
+    if (pf.name().empty()) return Status::InvalidArgument("a filter record without a name");
+    if (static_cast<size_t>(pf.arg_size()) > kMaxFilterArgs) {
+      return Status::InvalidArgument("too many filter arguments");
+    }
+    m.filters.push_back(FilterRecord{pf.name(), {pf.arg().begin(), pf.arg().end()}});
+  }
+  m.filter_miss = pb.filter_miss();
   if (pb.has_control()) {
     const wire::PBControl& pc = pb.control();
     if (!InRange(pc.cmd(), Control::kNumCommands)) {

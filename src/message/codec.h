@@ -11,14 +11,20 @@
 
 namespace ps {
 
-// Version of the wire format; bumped on incompatible changes of meta.proto.
-constexpr unsigned kWireVersion = 1;
+// Version of the wire format; bumped on incompatible changes of meta.proto. Version 2 added
+// the filter records: a version 1 node would ignore them and take encoded frames for data.
+constexpr unsigned kWireVersion = 2;
+
+// At most this many filter records per message, and arguments per record.
+constexpr size_t kMaxFilterRecords = 64;
+constexpr size_t kMaxFilterArgs = 1 << 16;
 
 // Appends the encoding of "meta" to "out" (cleared first).
 void EncodeMeta(const Meta& meta, std::string* out);
 
 // Decodes "size" bytes at "data" into "meta". Fails, naming the problem, when the bytes do not
-// parse, the version is not kWireVersion, or an enum value is out of range.
+// parse, the version is not kWireVersion, an enum value is out of range, or the filter records
+// are out of bounds (an empty name, too many records or arguments).
 Status DecodeMeta(const char* data, size_t size, Meta* meta);
 
 }  // namespace ps

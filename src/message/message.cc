@@ -75,6 +75,10 @@ std::string Meta::DebugString() const {
   if (simple_app) ss << " simple";
   if (!body.empty()) ss << " body=" << body.size() << "B";
   if (!error.empty()) ss << " error=\"" << error << "\"";
+  for (size_t i = 0; i < filters.size(); ++i) {
+    ss << (i ? "," : " filters=") << filters[i].name << "(" << filters[i].args.size() << ")";
+  }
+  if (filter_miss) ss << " filter_miss";
   return ss.str();
 }
 

@@ -81,7 +81,19 @@ std::string TrafficSummary(const Van& van) {
   return os.str();
 }
 
+// The checks added by AddConfigCheck; with "add", adds one first. Returns a copy, so that the
+// checks run without the lock.
+std::vector<Postoffice::ConfigCheck> ConfigChecks(const Postoffice::ConfigCheck* add) {
+  static std::mutex mu;
+  static auto* checks = new std::vector<Postoffice::ConfigCheck>();  // never destroyed
+  std::lock_guard<std::mutex> lk(mu);
+  if (add) checks->push_back(*add);
+  return *checks;
+}
+
 }  // namespace
+
+void Postoffice::AddConfigCheck(const ConfigCheck& check) { ConfigChecks(&check); }
 
 Postoffice* Postoffice::Get() {
   // Never destroyed: a static destructor must not tear down ZeroMQ while threads run.
@@ -145,6 +157,7 @@ Status Postoffice::ParseConfigLocked() {
   if (s.ok() && o.num_servers + o.num_workers == 0) {
     check(Status::InvalidArgument("DMLC_NUM_SERVER and DMLC_NUM_WORKER are both 0"));
   }
+  for (const ConfigCheck& c : ConfigChecks(nullptr)) check(c(*env_));
   options_ = o;
   config_status_ = s;
   return s;

@@ -9,6 +9,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_DIR = os.path.join(ROOT, os.environ.get("PS_BUILD_DIR", "build"))
 PS_JOB = os.path.join(BUILD_DIR, "tests", "integration", "ps_job")
+KV_JOB = os.path.join(BUILD_DIR, "tests", "integration", "kv_job")
 
 
 def free_port():

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from jobs import BUILD_DIR, ROOT, Job
+from jobs import BUILD_DIR, KV_JOB, ROOT, Job
 
 FAST_HEARTBEAT = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "2"}
 
@@ -82,6 +82,39 @@ class JobTest(unittest.TestCase):
         for n in job.nodes:
             self.assertEqual(n.proc.returncode, 1)
             self.assertEqual(n.stderr().strip(), "error: node: DMLC_NUM_WORKER=abc is not a number")
+
+    def test_unknown_filter_name_is_a_one_line_error(self):
+        job = self.run_job(1, 1, env={"PS_FILTERS": "key_cache,zsdt"}, program=KV_JOB)
+        job.wait(timeout=10)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 1, job.report())
+            self.assertEqual(n.stderr().strip(),
+                             "error: node: PS_FILTERS=key_cache,zsdt: unknown filter zsdt "
+                             "(known: fixed, key_cache, lz4, zstd)")
+
+    def test_push_pull_job_with_filters_sums_exactly_as_without(self):
+        totals = {}
+        for filters in ("", "key_cache,zstd"):
+            env = {"PS_FILTERS": filters, "PS_VERBOSE": "1"} if filters else {}
+            job = self.run_job(2, 2, env=env, args=["--rounds", "8"], program=KV_JOB)
+            job.wait(timeout=60)
+            for n in job.nodes:
+                self.assertEqual(n.proc.returncode, 0, job.report())
+            lines = sorted(re.search(r"worker \d+: .*", n.stdout()).group(0)
+                           for n in job.role("worker"))
+            for line in lines:
+                self.assertIn(": 20000 sums, 0 wrong, total ", line)
+            totals[filters] = lines
+            if filters:
+                # PS_VERBOSE=1: each node logs what its filters did at Finalize.
+                for n in job.role("worker"):
+                    self.assertRegex(n.stderr(), r"KVWorker app 0 customer 0: filter key_cache: "
+                                                 r"encoded 18 messages \(18 changed\)")
+                    self.assertIn("filter zstd: encoded", n.stderr())
+                for n in job.role("server"):
+                    self.assertRegex(n.stderr(), r"KVServer app 0: filter key_cache: encoded \d+ "
+                                                 r"messages \(0 changed\).*; decoded 18 messages")
+        self.assertEqual(totals[""], totals["key_cache,zstd"])
 
     def test_program_built_through_pkg_config_runs_as_a_job(self):
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD_DIR, "pkgconfig"))

@@ -84,6 +84,15 @@ struct Control {
   std::string reason;      // NODE_FAILED, TERMINATE, failed BARRIER: why, for the user
 };
 
+// A filter applied to the data frames of a message: its registered name and what its decoder
+// needs to know (the filter defines the arguments; see ps/filter.h).
+struct FilterRecord {
+  std::string name;
+  std::vector<int64_t> args;
+
+  bool operator==(const FilterRecord& o) const { return name == o.name && args == o.args; }
+};
+
 struct Meta {
   static const int kEmpty;
 
@@ -105,6 +114,13 @@ struct Meta {
   Control control;
   // A response may carry an error instead of data (KVServer answering with an error).
   std::string error;
+  // The filters applied to the data frames, in order; the receiver undoes them in reverse.
+  // data_type then describes the frames as they travel (an encoded frame is CHAR, say).
+  std::vector<FilterRecord> filters;
+  // The receiver of request "timestamp" could not decode it (a filter lacked state the sender
+  // assumed, such as an evicted key cache entry) and asks the sender to send it again in full.
+  // Travels as a request without data to the requesting customer.
+  bool filter_miss = false;
 };
 
 struct Message {

@@ -75,6 +75,12 @@ class Postoffice {
   using Callback = std::function<void()>;
   void RegisterExitCallback(const Callback& cb);
 
+  // A check of configuration that a layer above reads (the filters read PS_FILTERS): every node
+  // runs the registered checks when it parses its configuration, and a failure fails Start like
+  // a bad variable of its own. For static initializers; thread-safe.
+  using ConfigCheck = std::function<Status(const Environment& env)>;
+  static void AddConfigCheck(const ConfigCheck& check);
+
   static inline int WorkerRankToID(int rank) { return rank * 2 + 9; }
   static inline int ServerRankToID(int rank) { return rank * 2 + 8; }
   static inline int IDtoRank(int id) { return std::max((id - 8) / 2, 0); }

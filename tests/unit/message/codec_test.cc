@@ -37,6 +37,8 @@ Meta FullMeta() {
   n.customer_id = 1;
   m.control.node = {n, n};
   m.control.node[1].role = Node::SCHEDULER;
+  m.filters = {{"key_cache", {1, UINT64}}, {"zstd", {1, FLOAT, 4000, -7, INT64_MIN, INT64_MAX}}};
+  m.filter_miss = true;
   return m;
 }
 
@@ -60,6 +62,8 @@ TEST(Codec, RoundTripKeepsEveryField) {
   EXPECT_EQ(out.body, in.body);
   EXPECT_EQ(out.data_type, in.data_type);
   EXPECT_EQ(out.error, in.error);
+  EXPECT_EQ(out.filters, in.filters);
+  EXPECT_EQ(out.filter_miss, in.filter_miss);
   EXPECT_EQ(out.control.cmd, in.control.cmd);
   EXPECT_EQ(out.control.barrier_group, in.control.barrier_group);
   EXPECT_EQ(out.control.finalize, in.control.finalize);
@@ -85,17 +89,38 @@ TEST(Codec, DefaultMetaRoundTrips) {
   EXPECT_TRUE(out.control.empty());
   EXPECT_TRUE(out.control.barrier_ok);
   EXPECT_FALSE(out.request);
+  EXPECT_TRUE(out.filters.empty());
+  EXPECT_FALSE(out.filter_miss);
 }
 
 TEST(Codec, RejectsOtherVersion) {
   std::string bytes;
   EncodeMeta(Meta(), &bytes);
   ASSERT_EQ(bytes[0], 0x08);  // field 1, varint: the version comes first
-  bytes[1] = 2;
+  for (unsigned other : {kWireVersion - 1, kWireVersion + 1}) {
+    bytes[1] = static_cast<char>(other);
+    Meta out;
+    Status s = DecodeMeta(bytes.data(), bytes.size(), &out);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("version " + std::to_string(other)), std::string::npos)
+        << s.message();
+  }
+}
+
+TEST(Codec, RejectsFilterRecordsOutOfBounds) {
+  Meta m;
+  m.filters = {{"", {1}}};
+  std::string bytes;
+  EncodeMeta(m, &bytes);
   Meta out;
-  Status s = DecodeMeta(bytes.data(), bytes.size(), &out);
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("version 2"), std::string::npos) << s.message();
+  EXPECT_EQ(DecodeMeta(bytes.data(), bytes.size(), &out).message(),
+            "a filter record without a name");
+  m.filters.assign(kMaxFilterRecords + 1, FilterRecord{"zstd", {}});
+  EncodeMeta(m, &bytes);
+  EXPECT_EQ(DecodeMeta(bytes.data(), bytes.size(), &out).message(), "too many filter records");
+  m.filters = {{"zstd", std::vector<int64_t>(kMaxFilterArgs + 1, 3)}};
+  EncodeMeta(m, &bytes);
+  EXPECT_EQ(DecodeMeta(bytes.data(), bytes.size(), &out).message(), "too many filter arguments");
 }
 
 TEST(Codec, RejectsUnknownEnumValues) {
