@@ -13,9 +13,6 @@
 // per push-pull (sent and received by the worker, metas included) and milliseconds per
 // push-pull, each also relative to no filter. The "kkt" cases add a KKTFilter (l1 = 0.01,
 // margin 0) as the worker's key filter. A first line times XXH3-128 over 8 MB of keys.
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -23,19 +20,20 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/programs.h"
 #include "common/test_util.h"
 #include "ps/ps.h"
 
-extern char** environ;
-
 namespace {
+
+using ps::test::IntFlag;
+using ps::test::SpawnSelf;
 
 using Seconds = std::chrono::duration<double>;
 
@@ -61,13 +59,6 @@ const std::vector<Case> kCases = {
     {"kkt", "", true},
     {"kkt+key_cache,fixed:8,zstd", "key_cache,fixed:8,zstd", true},
 };
-
-int Arg(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
-}
 
 double Now() { return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -169,9 +160,9 @@ void RunWorker(size_t n, int lists, int rounds) {
 }
 
 int RunNode(int argc, char** argv) {
-  const size_t n = static_cast<size_t>(Arg(argc, argv, "--keys", 100000));
-  const int lists = Arg(argc, argv, "--lists", 4);
-  const int rounds = Arg(argc, argv, "--rounds", 40);
+  const size_t n = static_cast<size_t>(IntFlag(argc, argv, "--keys", 100000));
+  const int lists = IntFlag(argc, argv, "--lists", 4);
+  const int rounds = IntFlag(argc, argv, "--rounds", 40);
   ps::Start(0, argv[0]);
   if (ps::IsServer()) {
     RunServer();
@@ -182,41 +173,9 @@ int RunNode(int argc, char** argv) {
   return 0;
 }
 
-pid_t Spawn(char** argv, const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.push_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(&e[0]);
-  envp.push_back(nullptr);
-  pid_t pid;
-  if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0) {
-    std::perror("posix_spawn");
-    std::exit(1);
-  }
-  return pid;
-}
-
 int RunDriver(int argc, char** argv) {
-  const int servers = Arg(argc, argv, "--servers", 1);
-  std::vector<std::string> base = {
-      "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT=" + std::to_string(ps::test::FreePort()),
-      "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1", "PS_HEARTBEAT_INTERVAL=0"};
-  std::vector<std::string> roles = {"scheduler", "worker"};
-  for (int s = 0; s < servers; ++s) roles.push_back("server");
-  std::vector<pid_t> pids;
-  for (const auto& role : roles) {
-    std::vector<std::string> env = base;
-    env.push_back("DMLC_ROLE=" + role);
-    pids.push_back(Spawn(argv, env));
-  }
-  int failed = 0;
-  for (pid_t p : pids) {
-    int status = 0;
-    waitpid(p, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
-  }
-  return failed ? 1 : 0;
+  const int servers = IntFlag(argc, argv, "--servers", 1);
+  return ps::test::RunSelfJob(argv, servers, {"PS_HEARTBEAT_INTERVAL=0"}) ? 1 : 0;
 }
 
 }  // namespace

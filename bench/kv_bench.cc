@@ -13,8 +13,6 @@
 // Push is keys and values out with a small answer back; pull is the keys out and the values back
 // for Slackline, and a small request out with the same bytes back for raw ZeroMQ. The Slackline
 // server does no work: it answers pulls from a preallocated buffer.
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,22 +27,17 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/programs.h"
 #include "common/test_util.h"
 #include "ps/ps.h"
 
-extern char** environ;
-
 namespace {
+
+using ps::test::IntFlag;
+using ps::test::SpawnSelf;
 
 using Seconds = std::chrono::duration<double>;
 constexpr int kValsPerKey = 1;
-
-int Arg(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
-}
 
 double Time(const std::function<void()>& fn) {
   auto t0 = std::chrono::steady_clock::now();
@@ -186,8 +179,8 @@ void RunWorker(size_t max_keys, int rounds, int raw_port) {
 }
 
 int RunNode(int argc, char** argv) {
-  size_t max_keys = static_cast<size_t>(Arg(argc, argv, "--max-keys", 10000000));
-  int rounds = Arg(argc, argv, "--rounds", 5);
+  size_t max_keys = static_cast<size_t>(IntFlag(argc, argv, "--max-keys", 10000000));
+  int rounds = IntFlag(argc, argv, "--rounds", 5);
   ps::Start(0, argv[0]);
   if (ps::IsServer()) {
     RunServer(max_keys);
@@ -201,44 +194,14 @@ int RunNode(int argc, char** argv) {
 
 // ---- the driver -----------------------------------------------------------------------------
 
-pid_t Spawn(char** argv, const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.push_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(&e[0]);
-  envp.push_back(nullptr);
-  pid_t pid;
-  if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0) {
-    std::perror("posix_spawn");
-    std::exit(1);
-  }
-  return pid;
-}
-
 int RunDriver(char** argv) {
   int failed = 0;
   for (int servers : {1, 2}) {
     int raw_port = ps::test::FreePort();
     std::vector<char*> raw_argv = {argv[0], const_cast<char*>("--raw-server"), nullptr};
-    pid_t raw = Spawn(raw_argv.data(), {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port)});
-    std::vector<std::string> base = {
-        "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT=" + std::to_string(ps::test::FreePort()),
-        "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1",
-        "KV_BENCH_RAW_PORT=" + std::to_string(raw_port)};
-    std::vector<std::string> roles = {"scheduler", "worker"};
-    for (int s = 0; s < servers; ++s) roles.push_back("server");
-    std::vector<pid_t> pids;
-    for (const auto& role : roles) {
-      std::vector<std::string> env = base;
-      env.push_back("DMLC_ROLE=" + role);
-      pids.push_back(Spawn(argv, env));
-    }
-    for (pid_t p : pids) {
-      int status = 0;
-      waitpid(p, &status, 0);
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
-    }
+    pid_t raw = SpawnSelf(raw_argv.data(), {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port)});
+    failed +=
+        ps::test::RunSelfJob(argv, servers, {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port)});
     waitpid(raw, nullptr, 0);  // the worker's raw client told it to quit
   }
   return failed ? 1 : 0;
@@ -249,7 +212,7 @@ int RunDriver(char** argv) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--raw-server") == 0) {
     return RunRawServer(std::atoi(std::getenv("KV_BENCH_RAW_PORT")),
-                        static_cast<size_t>(Arg(argc, argv, "--max-keys", 10000000)));
+                        static_cast<size_t>(IntFlag(argc, argv, "--max-keys", 10000000)));
   }
   if (std::getenv("DMLC_ROLE")) return RunNode(argc, argv);
   return RunDriver(argv);

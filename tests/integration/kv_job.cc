@@ -7,25 +7,15 @@
 //
 //   kv_job [--rounds N] [--keys N]
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
+#include "common/programs.h"
 #include "ps/ps.h"
 
-namespace {
-
-int Flag(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
-}
-
-}  // namespace
+using ps::test::IntFlag;
 
 int main(int argc, char** argv) {
-  const int rounds = Flag(argc, argv, "--rounds", 10);
-  const size_t n = static_cast<size_t>(Flag(argc, argv, "--keys", 20000));
+  const int rounds = IntFlag(argc, argv, "--rounds", 10);
+  const size_t n = static_cast<size_t>(IntFlag(argc, argv, "--keys", 20000));
   ps::Start(0, argv[0]);
   int status = 0;
   const int both = ps::kServerGroup + ps::kWorkerGroup;

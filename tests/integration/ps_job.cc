@@ -9,27 +9,17 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <thread>
 
+#include "common/programs.h"
 #include "ps/ps.h"
 
-namespace {
-
-int Flag(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
-}
-
-}  // namespace
+using ps::test::IntFlag;
 
 int main(int argc, char** argv) {
-  const int rounds = Flag(argc, argv, "--rounds", 10);
-  const int round_ms = Flag(argc, argv, "--round-ms", 0);
+  const int rounds = IntFlag(argc, argv, "--rounds", 10);
+  const int round_ms = IntFlag(argc, argv, "--round-ms", 0);
   ps::Start(0, argv[0]);
   int status = 0;
   const int both = ps::kServerGroup + ps::kWorkerGroup;
