@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "ps/base.h"
+#include "ps/consistency.h"
 #include "ps/filter.h"
 #include "ps/internal/filter_chain.h"
 #include "ps/internal/key_order.h"
@@ -130,6 +132,12 @@ class KVWorker : public SimpleApp {
         slicer_(std::make_shared<Slicer>(DefaultSlicer)) {
     obj_.reset(new Customer(
         app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+    if (const char* spec = postoffice_->env()->find("PS_CONSISTENCY")) {
+      Consistency c;
+      // A bad value already failed Start (or will): the worker stays eventual meanwhile.
+      if (Consistency::Parse(spec, &c).ok()) obj_->set_consistency(c);
+    }
+    if (postoffice_->verbose() >= 1) ReportAtExit(app_id, customer_id);
   }
 
   ~KVWorker() override { obj_.reset(); }
@@ -138,7 +146,16 @@ class KVWorker : public SimpleApp {
   int Push(const std::vector<Key>& keys, const std::vector<Val>& vals,
            const std::vector<int>& lens = {}, int cmd = 0, const Callback& cb = nullptr,
            int priority = 0) {
-    return ZPush(SArray<Key>(keys), SArray<Val>(vals), SArray<int>(lens), cmd, cb, priority);
+    return Push(keys, vals, lens, Options(cmd, cb, priority));
+  }
+  int Push(const std::vector<Key>& keys, const std::vector<Val>& vals, const std::vector<int>& lens,
+           const TaskOptions& opts) {
+    return ZPush(SArray<Key>(keys), SArray<Val>(vals), SArray<int>(lens), opts);
+  }
+  // A template only so that Push(keys, vals, {}) still means empty lens.
+  template <typename O, typename = std::enable_if_t<std::is_same<O, TaskOptions>::value>>
+  int Push(const std::vector<Key>& keys, const std::vector<Val>& vals, const O& opts) {
+    return Push(keys, vals, std::vector<int>(), opts);
   }
 
   // Pulls the values of "keys" into "vals" (and their lengths into "lens", if given). The
@@ -146,36 +163,81 @@ class KVWorker : public SimpleApp {
   // empty must already have the right size. They must stay alive until then.
   int Pull(const std::vector<Key>& keys, std::vector<Val>* vals, std::vector<int>* lens = nullptr,
            int cmd = 0, const Callback& cb = nullptr, int priority = 0) {
-    return Send(SArray<Key>(keys), nullptr, SArray<int>(), true, vals, lens, cmd, cb, priority);
+    return Pull(keys, vals, lens, Options(cmd, cb, priority));
+  }
+  int Pull(const std::vector<Key>& keys, std::vector<Val>* vals, std::vector<int>* lens,
+           const TaskOptions& opts) {
+    return Send(SArray<Key>(keys), nullptr, SArray<int>(), true, vals, lens, opts);
+  }
+  int Pull(const std::vector<Key>& keys, std::vector<Val>* vals, const TaskOptions& opts) {
+    return Pull(keys, vals, nullptr, opts);
   }
 
   // Pushes "vals" and pulls the values after the push into "outs", in one round trip.
   int PushPull(const std::vector<Key>& keys, const std::vector<Val>& vals, std::vector<Val>* outs,
                std::vector<int>* lens = nullptr, int cmd = 0, const Callback& cb = nullptr,
                int priority = 0) {
+    return PushPull(keys, vals, outs, lens, Options(cmd, cb, priority));
+  }
+  int PushPull(const std::vector<Key>& keys, const std::vector<Val>& vals, std::vector<Val>* outs,
+               std::vector<int>* lens, const TaskOptions& opts) {
     SArray<Val> v(vals);
-    return Send(SArray<Key>(keys), &v, SArray<int>(), true, outs, lens, cmd, cb, priority);
+    return Send(SArray<Key>(keys), &v, SArray<int>(), true, outs, lens, opts);
+  }
+  int PushPull(const std::vector<Key>& keys, const std::vector<Val>& vals, std::vector<Val>* outs,
+               const TaskOptions& opts) {
+    return PushPull(keys, vals, outs, nullptr, opts);
   }
 
   // Zero-copy forms: the arrays are sent as they are and must not change until Wait returns.
   int ZPush(const SArray<Key>& keys, const SArray<Val>& vals, const SArray<int>& lens = {},
             int cmd = 0, const Callback& cb = nullptr, int priority = 0) {
+    return ZPush(keys, vals, lens, Options(cmd, cb, priority));
+  }
+  int ZPush(const SArray<Key>& keys, const SArray<Val>& vals, const SArray<int>& lens,
+            const TaskOptions& opts) {
     return Send(keys, &vals, lens, false, static_cast<SArray<Val>*>(nullptr),
-                static_cast<SArray<int>*>(nullptr), cmd, cb, priority);
+                static_cast<SArray<int>*>(nullptr), opts);
+  }
+  template <typename O, typename = std::enable_if_t<std::is_same<O, TaskOptions>::value>>
+  int ZPush(const SArray<Key>& keys, const SArray<Val>& vals, const O& opts) {
+    return ZPush(keys, vals, SArray<int>(), opts);
   }
 
   // Pulls into "vals"; when it is empty and one server holds all the keys, the received buffer
   // is handed over without a copy.
   int ZPull(const SArray<Key>& keys, SArray<Val>* vals, SArray<int>* lens = nullptr, int cmd = 0,
             const Callback& cb = nullptr, int priority = 0) {
-    return Send(keys, nullptr, SArray<int>(), true, vals, lens, cmd, cb, priority);
+    return ZPull(keys, vals, lens, Options(cmd, cb, priority));
+  }
+  int ZPull(const SArray<Key>& keys, SArray<Val>* vals, SArray<int>* lens,
+            const TaskOptions& opts) {
+    return Send(keys, nullptr, SArray<int>(), true, vals, lens, opts);
+  }
+  int ZPull(const SArray<Key>& keys, SArray<Val>* vals, const TaskOptions& opts) {
+    return ZPull(keys, vals, nullptr, opts);
   }
 
   int ZPushPull(const SArray<Key>& keys, const SArray<Val>& vals, SArray<Val>* outs,
                 SArray<int>* lens = nullptr, int cmd = 0, const Callback& cb = nullptr,
                 int priority = 0) {
-    return Send(keys, &vals, SArray<int>(), true, outs, lens, cmd, cb, priority);
+    return ZPushPull(keys, vals, outs, lens, Options(cmd, cb, priority));
   }
+  int ZPushPull(const SArray<Key>& keys, const SArray<Val>& vals, SArray<Val>* outs,
+                SArray<int>* lens, const TaskOptions& opts) {
+    return Send(keys, &vals, SArray<int>(), true, outs, lens, opts);
+  }
+  int ZPushPull(const SArray<Key>& keys, const SArray<Val>& vals, SArray<Val>* outs,
+                const TaskOptions& opts) {
+    return ZPushPull(keys, vals, outs, nullptr, opts);
+  }
+
+  // Sets how this worker orders its requests from now on (see ps/consistency.h), in place of
+  // PS_CONSISTENCY. Thread-safe; callers held back by the old model are re-checked.
+  void set_consistency(const Consistency& consistency) { obj_->set_consistency(consistency); }
+  Consistency consistency() { return obj_->consistency(); }
+  // The most requests in flight, and the time calls spent held back, so far. Thread-safe.
+  ConsistencyStats consistency_stats() const { return obj_->consistency_stats(); }
 
   // Blocks until request "timestamp" finished. On a failure (bad arguments, a dead server, a
   // server's error answer) reports it and ends the process; TryWait returns it instead.
@@ -277,9 +339,35 @@ class KVWorker : public SimpleApp {
   };
 
   // Validates, slices and sends one request; "vals" null for a pull, "outs" null for a push.
+  static TaskOptions Options(int cmd, const Callback& cb, int priority) {
+    TaskOptions o;
+    o.cmd = cmd;
+    o.callback = cb;
+    o.priority = priority;
+    return o;
+  }
+
+  // At Finalize, with PS_VERBOSE>=1: what the consistency model did to this worker.
+  void ReportAtExit(int app_id, int customer_id) {
+    auto counters = obj_->task_counters();
+    Postoffice* po = postoffice_;
+    std::string model = obj_->consistency().ToString();
+    po->RegisterExitCallback([counters, po, app_id, customer_id, model] {
+      ConsistencyStats s = counters->Snapshot();
+      LOG(INFO) << (po->van() ? po->van()->my_node().ShortName() : "node") << ": KVWorker app "
+                << app_id << " customer " << customer_id << ": consistency " << model << ", "
+                << s.requests << " requests, at most " << s.max_in_flight << " in flight, "
+                << s.held_back << " calls held back for " << s.held_back_seconds << " s, "
+                << s.deferred << " queued behind others";
+    });
+  }
+
   template <typename C, typename D>
   int Send(const SArray<Key>& keys, const SArray<Val>* vals, const SArray<int>& lens, bool pull,
-           C* outs, D* out_lens, int cmd, const Callback& cb, int priority) {
+           C* outs, D* out_lens, const TaskOptions& opts) {
+    const int cmd = opts.cmd;
+    const int priority = opts.priority;
+    const Callback& cb = opts.callback;
     Status s = kv::CheckOrder(keys);
     if (s.ok() && vals) s = kv::CheckValues(keys.size(), *vals, lens);
     if (s.ok() && !postoffice_->van()) s = Status::Shutdown("KVWorker used before Start");
@@ -336,15 +424,20 @@ class KVWorker : public SimpleApp {
       };
     }
 
+    const int ts = obj_->NewTask(recvers, opts.after);
     if (recvers.empty()) {
-      // Nothing to send: the request finishes here, with empty outputs.
-      Status empty = pull ? p.deliver(&p) : Status::OK();
-      if (!empty.ok()) return obj_->NewFailedRequest(empty);
-      int ts = obj_->NewRequest(recvers);
-      if (cb) cb();
+      // Nothing to send: the request finishes once "sent", with empty outputs.
+      auto deliver = std::make_shared<Pending>(std::move(p));
+      obj_->Submit(ts, [this, ts, deliver, pull] {
+        Status empty = pull ? deliver->deliver(deliver.get()) : Status::OK();
+        if (!empty.ok()) {
+          obj_->FailRequest(ts, empty);
+        } else if (deliver->cb) {
+          deliver->cb();
+        }
+      });
       return ts;
     }
-    const int ts = obj_->NewRequest(recvers);
     std::vector<Message> msgs;
     for (size_t i = 0; i < sliced.size(); ++i) {
       if (!sliced[i].first || sliced[i].second.keys.empty()) continue;
@@ -372,10 +465,13 @@ class KVWorker : public SimpleApp {
       std::lock_guard<std::mutex> lk(mu_);
       pending_.emplace(ts, std::move(p));
     }
-    for (Message& msg : msgs) {
-      if (filtered) filters_->Encode(false, &msg);
-      postoffice_->van()->Send(msg);
-    }
+    // Now, or once the requests it executes after finished.
+    obj_->Submit(ts, [this, filtered, msgs = std::move(msgs)]() mutable {
+      for (Message& msg : msgs) {
+        if (filtered) filters_->Encode(false, &msg);
+        postoffice_->van()->Send(msg);
+      }
+    });
     return ts;
   }
 
@@ -752,6 +848,88 @@ class KVServer : public SimpleApp {
   std::shared_ptr<ReqHandle> request_handle_;  // protected by kv_mu_
 };
 
+namespace kv {
+
+// Values by key, as the server handles below keep them: any number of values per key.
+template <typename Val>
+using Store = std::unordered_map<Key, std::vector<Val>>;
+
+// Whether "push" fits "store": every key it holds there has as many values as pushed.
+template <typename Val>
+Status CheckFits(const KVPairs<Val>& push, const Store<Val>& store) {
+  const size_t n = push.keys.size();
+  for (size_t i = 0; i < n; ++i) {
+    auto it = store.find(push.keys[i]);
+    if (it == store.end()) continue;
+    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
+    if (it->second.size() != len) {
+      return Status::InvalidArgument("key " + std::to_string(push.keys[i]) + " holds " +
+                                     std::to_string(it->second.size()) + " values; a push of " +
+                                     std::to_string(len) + " does not fit");
+    }
+  }
+  return Status::OK();
+}
+
+// Adds the values of a push to "store" (a key's first push sets them). All or nothing: if the
+// push does not fit (CheckFits), nothing changes.
+template <typename Val>
+Status AddInto(const KVPairs<Val>& push, Store<Val>* store) {
+  Status s = CheckFits(push, *store);
+  if (!s.ok()) return s;
+  const size_t n = push.keys.size();
+  const Val* v = push.vals.data();
+  for (size_t i = 0; i < n; ++i) {
+    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
+    auto& stored = (*store)[push.keys[i]];
+    if (stored.empty()) {
+      stored.assign(v, v + len);
+    } else {
+      for (size_t j = 0; j < len; ++j) stored[j] += v[j];
+    }
+    v += len;
+  }
+  return Status::OK();
+}
+
+// The values of "keys" in "store", with lens when their lengths differ. Keys not in the store
+// read as zeros, as many as the present ones agree on (else one).
+template <typename Val>
+KVPairs<Val> ReadFrom(const Store<Val>& store, const SArray<Key>& keys) {
+  const size_t n = keys.size();
+  std::vector<const std::vector<Val>*> found(n, nullptr);
+  size_t fill = 0;
+  bool uniform = true;
+  for (size_t i = 0; i < n; ++i) {
+    auto it = store.find(keys[i]);
+    if (it == store.end()) continue;
+    found[i] = &it->second;
+    if (fill && fill != it->second.size()) uniform = false;
+    fill = it->second.size();
+  }
+  if (!uniform || fill == 0) fill = 1;
+  std::vector<int> lens(n);
+  size_t total = 0;
+  bool same = true;
+  for (size_t i = 0; i < n; ++i) {
+    lens[i] = static_cast<int>(found[i] ? found[i]->size() : fill);
+    total += lens[i];
+    same = same && lens[i] == lens[0];
+  }
+  KVPairs<Val> res;
+  res.keys = keys;
+  res.vals.resize(total);
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (found[i]) std::copy(found[i]->begin(), found[i]->end(), res.vals.data() + at);
+    at += lens[i];
+  }
+  if (!same) res.lens = SArray<int>(lens);
+  return res;
+}
+
+}  // namespace kv
+
 // A request handle that keeps a store: a push adds its values to the stored ones (a key's first
 // push sets them), a pull returns them. A key may hold any number of values, but always the
 // same number. Keys never pushed read as zeros, as many as the other keys of the pull have (or
@@ -759,66 +937,143 @@ class KVServer : public SimpleApp {
 template <typename Val>
 struct KVServerDefaultHandle {
   void operator()(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer<Val>* server) {
-    const size_t n = req_data.keys.size();
     if (req_meta.push) {
-      std::vector<size_t> len(n), off(n + 1, 0);
-      for (size_t i = 0; i < n; ++i) {
-        len[i] = req_data.lens.empty() ? req_data.vals.size() / n
-                                       : static_cast<size_t>(req_data.lens[i]);
-        off[i + 1] = off[i] + len[i];
-        auto it = store.find(req_data.keys[i]);
-        if (it != store.end() && it->second.size() != len[i]) {
-          // All or nothing: reject before changing anything.
-          return server->ResponseError(req_meta, "key " + std::to_string(req_data.keys[i]) +
-                                                     " holds " + std::to_string(it->second.size()) +
-                                                     " values; a push of " +
-                                                     std::to_string(len[i]) + " does not fit");
-        }
-      }
-      for (size_t i = 0; i < n; ++i) {
-        const Val* v = req_data.vals.data() + off[i];
-        auto& stored = store[req_data.keys[i]];
-        if (stored.empty()) {
-          stored.assign(v, v + len[i]);
-        } else {
-          for (size_t j = 0; j < len[i]; ++j) stored[j] += v[j];
-        }
-      }
+      Status s = kv::AddInto(req_data, &store);
+      if (!s.ok()) return server->ResponseError(req_meta, s.message());
     }
-    KVPairs<Val> res;
-    if (req_meta.pull) {
-      // One lookup per key; missing keys get the length the present ones agree on, else 1.
-      std::vector<const std::vector<Val>*> found(n, nullptr);
-      size_t fill = 0;
-      bool uniform = true;
-      for (size_t i = 0; i < n; ++i) {
-        auto it = store.find(req_data.keys[i]);
-        if (it == store.end()) continue;
-        found[i] = &it->second;
-        if (fill && fill != it->second.size()) uniform = false;
-        fill = it->second.size();
-      }
-      if (!uniform || fill == 0) fill = 1;
-      std::vector<int> lens(n);
-      size_t total = 0;
-      bool same = true;
-      for (size_t i = 0; i < n; ++i) {
-        lens[i] = static_cast<int>(found[i] ? found[i]->size() : fill);
-        total += lens[i];
-        same = same && lens[i] == lens[0];
-      }
-      res.vals.resize(total);
-      size_t at = 0;
-      for (size_t i = 0; i < n; ++i) {
-        if (found[i]) std::copy(found[i]->begin(), found[i]->end(), res.vals.data() + at);
-        at += lens[i];
-      }
-      if (!same) res.lens = SArray<int>(lens);
-    }
-    server->Response(req_meta, res);
+    server->Response(req_meta, req_meta.pull ? kv::ReadFrom(store, req_data.keys) : KVPairs<Val>());
   }
 
-  std::unordered_map<Key, std::vector<Val>> store;
+  kv::Store<Val> store;
+};
+
+// A request handle for synchronous (bulk synchronous parallel) training: each round collects
+// one push from every worker, adds them up, applies the sum once, and only then answers them.
+//
+//  - A worker's pushes go to rounds 0, 1, 2... in the order they arrive; a worker is a
+//    KVWorker (node and customer). Every worker must push to every server in every round, or
+//    the round never completes on the servers it skipped.
+//  - When the last worker's push of round r arrives, "apply" runs once with the sum of the
+//    round's pushes (keys sorted, lens when lengths differ) and the store; by default it adds
+//    the sum to the store. Then the round's pushes are answered; a PushPull gets the values
+//    after the update.
+//  - A pull waits until every round its worker has pushed to is applied, so it sees its own
+//    round's update: a worker that pushes (without waiting) then pulls reads the whole round.
+//    Pulls of a worker that has not pushed yet are answered at once.
+//  - A push that does not fit (a key with a different number of values than the round holds),
+//    or from more workers than expected, is answered with an error and not counted.
+//
+// Copies share one state, so the handle given to set_request_handle can be read through the
+// copy kept by the caller. Runs on the server's customer thread; rounds() and the store
+// accessors may be called from any thread.
+template <typename Val>
+class KVServerSyncHandle {
+ public:
+  using Apply = std::function<void(int round, const KVPairs<Val>& sum, kv::Store<Val>* store)>;
+
+  // "num_workers": pushes per round; 0 means every worker of the job. A null "apply" adds the
+  // sum to the store.
+  explicit KVServerSyncHandle(int num_workers = 0, Apply apply = nullptr)
+      : state_(std::make_shared<State>()) {
+    state_->num_workers = num_workers;
+    state_->apply =
+        apply ? std::move(apply) : [](int, const KVPairs<Val>& sum, kv::Store<Val>* store) {
+          Status s = kv::AddInto(sum, store);
+          CHECK(s.ok()) << s.message();  // the round's sum was checked against the store
+        };
+  }
+
+  void operator()(const KVMeta& meta, const KVPairs<Val>& data, KVServer<Val>* server) {
+    State& st = *state_;
+    std::lock_guard<std::mutex> lk(st.mu);
+    if (st.num_workers <= 0) st.num_workers = server->get_customer()->postoffice()->num_workers();
+    const std::pair<int, int> who(meta.sender, meta.customer_id);
+    if (!meta.push) {
+      const int need = st.pushes.count(who) ? st.pushes[who] : 0;
+      if (need <= st.applied) return Answer(st.store, meta, data.keys, server);
+      st.waiting[need].push_back(Held{meta, data.keys});
+      return;
+    }
+    if (!st.pushes.count(who) && static_cast<int>(st.pushes.size()) >= st.num_workers) {
+      return server->ResponseError(meta, "synchronous aggregation expects " +
+                                             std::to_string(st.num_workers) +
+                                             " workers; a push came from another one");
+    }
+    const int round = st.pushes[who];
+    Round& r = st.rounds[round];
+    // Both the round's sum and the store must take the push: checked before either changes.
+    Status s = kv::CheckFits(data, r.sum);
+    if (s.ok()) s = kv::CheckFits(data, st.store);
+    if (!s.ok()) {
+      if (r.held.empty()) st.rounds.erase(round);
+      return server->ResponseError(meta, s.message());
+    }
+    kv::AddInto(data, &r.sum);
+    ++st.pushes[who];
+    r.held.push_back(Held{meta, data.keys});
+    // Rounds complete in order: a worker pushes to round r + 1 only after round r.
+    while (!st.rounds.empty() && st.rounds.begin()->first == st.applied &&
+           static_cast<int>(st.rounds.begin()->second.held.size()) == st.num_workers) {
+      Round done = std::move(st.rounds.begin()->second);
+      st.rounds.erase(st.rounds.begin());
+      st.apply(st.applied, Sum(done.sum), &st.store);
+      ++st.applied;
+      for (const Held& h : done.held) Answer(st.store, h.meta, h.keys, server);
+      auto w = st.waiting.find(st.applied);
+      if (w != st.waiting.end()) {
+        for (const Held& h : w->second) Answer(st.store, h.meta, h.keys, server);
+        st.waiting.erase(w);
+      }
+    }
+  }
+
+  // Rounds applied so far.
+  int rounds() const {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    return state_->applied;
+  }
+  // The values of "keys" in the store now.
+  KVPairs<Val> Read(const SArray<Key>& keys) const {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    return kv::ReadFrom(state_->store, keys);
+  }
+
+ private:
+  struct Held {
+    KVMeta meta;
+    SArray<Key> keys;
+  };
+  struct Round {
+    kv::Store<Val> sum;
+    std::vector<Held> held;  // its pushes, answered when it is applied
+  };
+  struct State {
+    mutable std::mutex mu;
+    // Protected by mu.
+    int num_workers = 0;
+    Apply apply;
+    kv::Store<Val> store;
+    int applied = 0;                            // rounds applied
+    std::map<std::pair<int, int>, int> pushes;  // worker -> pushes counted
+    std::map<int, Round> rounds;                // open rounds
+    std::map<int, std::vector<Held>> waiting;   // pulls waiting for "applied" to reach the key
+  };
+
+  static void Answer(const kv::Store<Val>& store, const KVMeta& meta, const SArray<Key>& keys,
+                     KVServer<Val>* server) {
+    server->Response(meta, meta.pull ? kv::ReadFrom(store, keys) : KVPairs<Val>());
+  }
+
+  // The round's sum as key-value pairs: keys sorted, lens when lengths differ.
+  static KVPairs<Val> Sum(const kv::Store<Val>& sum) {
+    SArray<Key> keys(sum.size());
+    size_t i = 0;
+    for (const auto& kv : sum) keys[i++] = kv.first;
+    std::sort(keys.begin(), keys.end());
+    return kv::ReadFrom(sum, keys);
+  }
+
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace ps

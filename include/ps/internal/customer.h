@@ -11,13 +11,17 @@
 #ifndef PS_INTERNAL_CUSTOMER_H_
 #define PS_INTERNAL_CUSTOMER_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "ps/consistency.h"
 #include "ps/internal/message.h"
 #include "ps/internal/threadsafe_queue.h"
 #include "ps/status.h"
@@ -50,8 +54,32 @@ class Customer {
   // The same for an explicit list of node ids (a request that goes to some servers only).
   int NewRequest(const std::vector<int>& recvers);
 
+  // Issues a task: a request to "recvers" that executes after the requests "after" and after
+  // what the consistency model asks. The caller builds its messages with the timestamp, then
+  // hands them to Submit, which sends them when the task may execute.
+  // Blocks while the model holds the caller back (see consistency.h), receiving for the node
+  // meanwhile if no other thread does; never on the node's receiving thread or this customer's
+  // own thread, where the task is queued behind the requests it must follow instead.
+  // A task with a named timestamp that failed, or that was not issued, fails at once.
+  int NewTask(const std::vector<int>& recvers, const std::vector<int>& after);
+  // Sends task "timestamp" by calling "send" (without locks held): now, on this thread, if
+  // everything it executes after finished; else later, on the thread that finishes the last of
+  // them. Never if the task failed meanwhile. A task without receivers finishes once "send"
+  // returned. REQUIRES: "timestamp" from NewTask, submitted once.
+  void Submit(int timestamp, std::function<void()> send);
+
+  // The model that orders the tasks issued from now on. Thread-safe.
+  void set_consistency(const Consistency& consistency);
+  Consistency consistency();
+  // Counters of the tasks so far. Thread-safe.
+  ConsistencyStats consistency_stats() const;
+  // The same counters, shared, so that a report at exit can outlive the customer.
+  struct TaskCounters;
+  std::shared_ptr<const TaskCounters> task_counters() const { return counters_; }
+
   // Blocks until request "timestamp" finished. Returns its failure, if any: a receiver died, or
-  // answered with an error. While it waits, it receives the node's messages itself if no other
+  // answered with an error, or a task it executes after failed. A failure is returned again by
+  // later calls. While it waits, it receives the node's messages itself if no other
   // thread does (see Van::ReceiveUntil). REQUIRES: not on this customer's receive thread, nor
   // on the node's receiving thread (both fail with kInvalidArgument).
   Status TryWaitRequest(int timestamp);
@@ -84,16 +112,48 @@ class Customer {
     int remaining = 0;          // answers still expected
     int received = 0;
     Status status;  // first error answered
+    // Tasks: what holds the request back, and what waits for it.
+    bool submitted = true;       // false for a task until Submit
+    bool sent = true;            // false for a task until its send ran (or started)
+    bool in_flight = false;      // a task sent to receivers, counted in in_flight_
+    int blockers = 0;            // unfinished requests it executes after
+    std::function<void()> send;  // a submitted task's, until it is sent
+    // Tasks that execute after this one; true: they fail if it fails (TaskOptions::after),
+    // false: only ordered (the consistency model).
+    std::vector<std::pair<int, bool>> dependents;
+  };
+  // A task that may be sent now; empty: it has no receivers and finishes once sent.
+  struct Ready {
+    int timestamp;
+    bool empty;
+    std::function<void()> send;
+  };
+  struct Failure {
+    Status status;
+    bool waited = false;  // returned by TryWaitRequest already
   };
 
   void Receiving();
+  // Blocks until "done" (evaluated under mu_) holds: spins for PS_SPIN_US, then receives for the
+  // node if no other thread does, then sleeps on cv_. REQUIRES: "lk" holds mu_.
+  void WaitLocked(std::unique_lock<std::mutex>* lk, const std::function<bool()>& done);
+  // Whether this thread may block waiting for a response: not the node's receiving thread, not
+  // ours. If not, says why in "why" (when given).
+  bool MayBlock(Status* why = nullptr) const;
+  // Records task "ts" as sent, and hands out its send. REQUIRES: mu_ held.
+  Ready SendLocked(int ts, Pending* p);
+  // Runs the sends of "ready" in timestamp order, finishing tasks without receivers, and the
+  // sends that releases. REQUIRES: mu_ not held.
+  void RunReady(std::vector<Ready> ready);
   // Runs the handler on one message and counts a response.
   void Handle(const Message& msg);
   // Records one response from "sender" to "ts"; finishes the request after the last one and
   // then returns true (the caller wakes the waiters). REQUIRES: mu_ held.
-  bool AddResponseLocked(int ts, int sender, const Status& error);
-  // Removes request "ts", keeping its failure for Wait. REQUIRES: mu_ held.
-  void FinishLocked(int ts, Status status);
+  bool AddResponseLocked(int ts, int sender, const Status& error, std::vector<Ready>* ready);
+  // Removes request "ts", keeping its failure for Wait; fails the tasks that must fail with it,
+  // and adds those it releases to "ready" (the caller runs them after releasing mu_).
+  // REQUIRES: mu_ held.
+  void FinishLocked(int ts, Status status, std::vector<Ready>* ready);
 
   // Constant after construction.
   const int app_id_;
@@ -102,6 +162,8 @@ class Customer {
   Postoffice* const postoffice_;
   const int spin_us_;  // PS_SPIN_US: how long a wait spins before it sleeps
 
+  const std::shared_ptr<TaskCounters> counters_;  // thread-safe
+
   ThreadsafePQueue<Message> recv_queue_;
   std::thread recv_thread_;
 
@@ -109,8 +171,20 @@ class Customer {
   std::mutex mu_;
   std::condition_variable cv_;
   int next_timestamp_ = 0;
-  std::unordered_map<int, Pending> pending_;  // finished requests are erased
-  std::unordered_map<int, Status> failed_;    // failed requests, until waited for
+  std::map<int, Pending> pending_;           // by timestamp; finished requests are erased
+  std::unordered_map<int, Failure> failed_;  // failed requests (kept: a task may name one)
+  Consistency consistency_;
+  int in_flight_ = 0;  // tasks sent and not finished
+};
+
+// Counters of a customer's tasks, updated under the customer's lock, read from anywhere.
+struct Customer::TaskCounters {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<int> max_in_flight{0};
+  std::atomic<uint64_t> held_back{0};
+  std::atomic<uint64_t> held_back_ns{0};
+  std::atomic<uint64_t> deferred{0};
+  ConsistencyStats Snapshot() const;
 };
 
 }  // namespace ps
