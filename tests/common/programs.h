@@ -44,15 +44,17 @@ inline pid_t SpawnSelf(char** argv, const std::vector<std::string>& extra_env) {
   return pid;
 }
 
-// Runs a job of this program on loopback: a scheduler, one worker and "servers" servers, each a
-// copy started with "argv", its DMLC_* variables and "extra_env". Blocks until all of them
-// exited; returns how many failed.
-inline int RunSelfJob(char** argv, int servers, const std::vector<std::string>& extra_env) {
+// Runs a job of this program on loopback: a scheduler, "workers" workers and "servers" servers,
+// each a copy started with "argv", its DMLC_* variables and "extra_env". Blocks until all of
+// them exited; returns how many failed.
+inline int RunSelfJob(char** argv, int servers, const std::vector<std::string>& extra_env,
+                      int workers = 1) {
   std::vector<std::string> base = {
       "DMLC_PS_ROOT_URI=127.0.0.1", "DMLC_PS_ROOT_PORT=" + std::to_string(FreePort()),
-      "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=1"};
+      "DMLC_NUM_SERVER=" + std::to_string(servers), "DMLC_NUM_WORKER=" + std::to_string(workers)};
   base.insert(base.end(), extra_env.begin(), extra_env.end());
-  std::vector<std::string> roles = {"scheduler", "worker"};
+  std::vector<std::string> roles = {"scheduler"};
+  for (int w = 0; w < workers; ++w) roles.push_back("worker");
   for (int s = 0; s < servers; ++s) roles.push_back("server");
   std::vector<pid_t> pids;
   for (const auto& role : roles) {
