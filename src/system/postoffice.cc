@@ -166,6 +166,7 @@ Status Postoffice::ParseConfigLocked() {
 Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier) {
   Van* van;
   {
+    std::lock_guard<std::mutex> life(lifecycle_mu_);
     std::lock_guard<std::mutex> lk(start_mu_);
     Status s = ParseConfigLocked();
     if (!s.ok()) return s;
@@ -210,10 +211,15 @@ Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
   }
   std::vector<Callback> callbacks;
   {
+    // A Start meanwhile waits on lifecycle_mu_, so van_ stays the van stopped here.
+    std::lock_guard<std::mutex> life(lifecycle_mu_);
+    {
+      std::lock_guard<std::mutex> lk(start_mu_);
+      if (--active_customers_ > 0) return s;
+    }
+    van->Stop();
+    if (options_.verbose >= 1) LOG(INFO) << TrafficSummary(*van);
     std::lock_guard<std::mutex> lk(start_mu_);
-    if (--active_customers_ > 0) return s;
-    van_->Stop();
-    if (options_.verbose >= 1) LOG(INFO) << TrafficSummary(*van_);
     callbacks = exit_callbacks_;
   }
   for (const auto& cb : callbacks) cb();

@@ -117,6 +117,11 @@ class Postoffice {
   std::unique_ptr<Environment> own_env_;
   Environment* const env_;
 
+  // Held by Start and Finalize while they create or stop the van, which they do without
+  // start_mu_: the receiving thread may need start_mu_ (GetNodeIDs, GetServerKeyRanges in a
+  // callback) to finish what it is doing before the van can stop. Taken before start_mu_.
+  std::mutex lifecycle_mu_;
+
   // Protected by start_mu_.
   mutable std::mutex start_mu_;
   bool config_parsed_ = false;
