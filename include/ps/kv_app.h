@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <iomanip>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -351,14 +352,14 @@ class KVWorker : public SimpleApp {
   void ReportAtExit(int app_id, int customer_id) {
     auto counters = obj_->task_counters();
     Postoffice* po = postoffice_;
-    std::string model = obj_->consistency().ToString();
-    po->RegisterExitCallback([counters, po, app_id, customer_id, model] {
+    po->RegisterExitCallback([counters, po, app_id, customer_id] {
       ConsistencyStats s = counters->Snapshot();
+      const std::string model = counters->consistency().ToString();
       LOG(INFO) << (po->van() ? po->van()->my_node().ShortName() : "node") << ": KVWorker app "
                 << app_id << " customer " << customer_id << ": consistency " << model << ", "
                 << s.requests << " requests, at most " << s.max_in_flight << " in flight, "
-                << s.held_back << " calls held back for " << s.held_back_seconds << " s, "
-                << s.deferred << " queued behind others";
+                << s.held_back << " calls held back for " << std::fixed << std::setprecision(3)
+                << s.held_back_seconds << " s, " << s.deferred << " queued behind others";
     });
   }
 

@@ -247,6 +247,8 @@ void Customer::RunReady(std::vector<Ready> ready) {
 void Customer::set_consistency(const Consistency& consistency) {
   std::lock_guard<std::mutex> lk(mu_);
   consistency_ = consistency;
+  counters_->model = static_cast<int>(consistency.model);
+  counters_->tau = consistency.tau;
   // A wider window may let held-back callers go.
   cv_.notify_all();
 }

@@ -116,6 +116,27 @@ class JobTest(unittest.TestCase):
                                                  r"messages \(0 changed\).*; decoded 18 messages")
         self.assertEqual(totals[""], totals["key_cache,zstd"])
 
+    def test_consistency_is_chosen_through_the_environment(self):
+        job = self.run_job(1, 2, env={"PS_CONSISTENCY": "sequential", "PS_VERBOSE": "1"},
+                           args=["--rounds", "4"], program=KV_JOB)
+        job.wait(timeout=60)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 0, job.report())
+        for n in job.role("worker"):
+            self.assertRegex(n.stdout(), r": 20000 sums, 0 wrong, total ", job.report())
+            # PS_VERBOSE=1: each KVWorker reports what its model did at Finalize.
+            self.assertRegex(n.stderr(), r"KVWorker app 0 customer 0: consistency sequential, "
+                                         r"\d+ requests, at most 1 in flight", job.report())
+
+    def test_bad_consistency_is_a_one_line_error(self):
+        job = self.run_job(1, 1, env={"PS_CONSISTENCY": "bounded:x"}, program=KV_JOB)
+        job.wait(timeout=10)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 1, job.report())
+            self.assertEqual(n.stderr().strip(),
+                             "error: node: PS_CONSISTENCY=bounded:x: the delay x is not a number "
+                             "from 0 to 1048576; use sequential, bounded:N or eventual")
+
     def test_program_built_through_pkg_config_runs_as_a_job(self):
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD_DIR, "pkgconfig"))
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ps"], env=env, check=True,

@@ -184,7 +184,12 @@ struct Customer::TaskCounters {
   std::atomic<uint64_t> held_back{0};
   std::atomic<uint64_t> held_back_ns{0};
   std::atomic<uint64_t> deferred{0};
+  std::atomic<int> model{0};  // the latest model, as Consistency::Model
+  std::atomic<int> tau{0};
   ConsistencyStats Snapshot() const;
+  Consistency consistency() const {
+    return Consistency{static_cast<Consistency::Model>(model.load()), tau.load()};
+  }
 };
 
 }  // namespace ps
