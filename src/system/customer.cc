@@ -137,8 +137,10 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
   if (window > 0 && may_block) {
     // Request t may go once every request up to t - window finished: the oldest unfinished
     // one is younger. t is whatever the next timestamp is when that holds.
+    // The model may change meanwhile (set_consistency): read it each time.
     auto may_issue = [&] {
-      return pending_.empty() || pending_.begin()->first > next_timestamp_ - window;
+      const int w = consistency_.window();
+      return w == 0 || pending_.empty() || pending_.begin()->first > next_timestamp_ - w;
     };
     if (!may_issue()) {
       auto start = Clock::now();

@@ -187,6 +187,29 @@ TEST(Consistency, CallsFromACallbackAreQueuedNotHeldBack) {
   EXPECT_EQ(seen.max_outstanding.begin()->second, 1);
 }
 
+TEST(Consistency, ARelaxedModelReleasesCallersHeldBack) {
+  Seen seen;
+  RunSlowJob(1, Millis(1000), &seen, [&](Postoffice*, KVWorker<float>* kv) {
+    kv->set_consistency(Consistency::Sequential());
+    int first = kv->Push({1}, {1});
+    std::atomic<bool> issuing{false}, issued{false};
+    int second = -1;
+    std::thread held([&] {
+      issuing = true;
+      second = kv->Push({1}, {1});  // held back until the first is answered, 1 s from now
+      issued = true;
+    });
+    ASSERT_TRUE(test::WaitFor([&] { return issuing.load(); }, 10));
+    kv->set_consistency(Consistency::Eventual());
+    // Released long before the first answer: both are outstanding at once.
+    EXPECT_TRUE(test::WaitFor([&] { return issued.load(); }, 0.5));
+    held.join();
+    ASSERT_TRUE(kv->TryWait(first).ok());
+    ASSERT_TRUE(kv->TryWait(second).ok());
+  });
+  EXPECT_EQ(seen.max_outstanding.begin()->second, 2);
+}
+
 // A diamond: B and C after A, D after B and C.
 TEST(Dependencies, DiamondExecutesInAValidOrder) {
   Seen seen;
