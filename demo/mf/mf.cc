@@ -16,8 +16,8 @@
 //
 // Output: each worker prints one line per clock, "clock C rmse R seconds S" (its own ratings,
 // during the pass); worker 0 then prints a JSON summary of the whole job: rmse (after the last
-// clock, all ratings), clocks, seconds, blocked_reads, cache_hit_rate, and per clock the job's
-// training RMSE and the time the last worker ended it.
+// clock, all ratings), clocks, seconds (until the last worker ended its last clock), blocked_reads,
+// cache_hit_rate, and per clock the job's training RMSE and the time the last worker ended it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -236,7 +236,6 @@ int RunWorker(const Options& o, ps::SSPTableGroup* group) {
     std::fflush(stdout);
     Check(worker.Clock());
   }
-  const double seconds = Seconds(start);
   // The final model: every clock of every worker is in (staleness 0 at clock "clocks").
   double sse = 0;
   for (int i : items) {
@@ -268,6 +267,7 @@ int RunWorker(const Options& o, ps::SSPTableGroup* group) {
   Check(stats_table.Get(o.clocks, &row, 0));
   const double final_rmse = std::sqrt(row.Get(kSSE) / std::max(1.0, row.Get(kCount)));
   const double reads = row.Get(kReads);
+  const double seconds = when[o.clocks - 1];  // when the last worker ended its last clock
   std::ostringstream js;
   js.precision(6);
   js << "{\"rmse\": " << final_rmse << ", \"clocks\": " << o.clocks << ", \"seconds\": " << seconds
