@@ -47,9 +47,16 @@ struct Job {
 
 // Runs "work" on every worker thread (index: 0 .. workers - 1, node by node) and returns the
 // stats of each worker process.
-std::vector<SSPStats> RunSSP(const Job& j,
-                             const std::function<void(SSPWorker* w, int index)>& work) {
+// The worker nodes of the job RunSSP runs (for tests that send raw messages).
+std::vector<Postoffice*>* current_nodes = nullptr;
+
+std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w, int index)>& work,
+                             std::vector<SSPStats>* server_stats = nullptr) {
   test::LocalJob job(j.servers, j.nodes, {{"DMLC_NUM_WORKER", std::to_string(j.workers())}});
+  if (server_stats) server_stats->assign(j.servers, SSPStats());
+  std::vector<Postoffice*> worker_nodes;
+  for (int i = 1 + j.servers; i < job.num_nodes(); ++i) worker_nodes.push_back(job.node(i));
+  current_nodes = &worker_nodes;
   std::vector<SSPStats> stats(j.nodes);
   job.Run([&](Postoffice* po, const std::string& role, int node) {
     if (role == "scheduler") {
@@ -60,7 +67,11 @@ std::vector<SSPStats> RunSSP(const Job& j,
       {
         SSPTableGroup group(kApp, j.tables, j.options, po);
         ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
-        EXPECT_EQ(group.stats().malformed, 0U);
+        if (server_stats) {
+          (*server_stats)[node] = group.stats();
+        } else {
+          EXPECT_EQ(group.stats().malformed, 0U);
+        }
       }
       EXPECT_TRUE(po->TryFinalize(0).ok());
     } else {
@@ -304,6 +315,45 @@ TEST(SSPTable, BadCallsFailWithAStatus) {
     EXPECT_EQ(row.values, std::vector<double>({1, 2}));
     ASSERT_TRUE(w->Clock().ok());
   });
+}
+
+TEST(SSPTable, MalformedMessagesAreDroppedAndCounted) {
+  Job j;
+  j.servers = 1;
+  j.nodes = 1;
+  j.tables = {{0, 2, 1}};
+  std::vector<SSPStats> servers;
+  RunSSP(
+      j,
+      [&](SSPWorker* w, int) {
+        Postoffice* po = (*current_nodes)[0];
+        auto send = [&](int head, std::vector<SArray<int64_t>> frames) {
+          Message msg;
+          msg.meta.app_id = kApp;
+          msg.meta.customer_id = 0;
+          msg.meta.request = true;
+          msg.meta.head = head;
+          msg.meta.recver = Postoffice::ServerRankToID(0);
+          for (const auto& f : frames) msg.AddData(f);
+          po->van()->Send(msg);
+        };
+        send(1, {SArray<int64_t>{0, 0}});        // a read header too short
+        send(1, {SArray<int64_t>{9, 0, 0, 0}});  // a read of an unknown table
+        send(2, {SArray<int64_t>{0, 5}});        // a clock out of order, no rows
+        send(2, {SArray<int64_t>{0, 0}, SArray<int64_t>{0, 1, 7}, SArray<int64_t>{},
+                 SArray<int64_t>{}});  // row batch of the wrong types
+        send(42, {});                  // an unknown command
+        // The server goes on serving.
+        SSPTable t = w->table(0);
+        ASSERT_TRUE(t.Inc(1, 0, 2.0).ok());
+        ASSERT_TRUE(w->Clock().ok());
+        SSPRow row;
+        ASSERT_TRUE(t.Get(1, &row, 0).ok());
+        EXPECT_EQ(row.values, std::vector<double>({2, 0}));
+      },
+      &servers);
+  EXPECT_EQ(servers[0].malformed, 5U);
+  EXPECT_EQ(servers[0].reads_served, 1U);
 }
 
 }  // namespace
