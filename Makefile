@@ -5,6 +5,8 @@ MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 include make/config.mk
 include make/deps.mk
+# deps.mk defines the first rule; a plain `make` still builds the library.
+.DEFAULT_GOAL := all
 
 # ---- variant and folders --------------------------------------------------------------------
 VARIANT := $(strip $(if $(filter 1,$(DEBUG)),debug) $(if $(filter 1,$(ASAN)),asan) \
