@@ -16,6 +16,7 @@
 #include "ps/range.h"
 #include "ps/sarray.h"
 #include "ps/simple_app.h"
+#include "ps/ssp_table.h"
 #include "ps/status.h"
 
 namespace ps {

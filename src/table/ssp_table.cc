@@ -1,0 +1,189 @@
+// SSPTableGroup, SSPWorker and SSPTable: the public face of the SSP tables. The group holds an
+// SSPServer on server nodes and an SSPClient on worker nodes, behind one Customer.
+#include "ps/ssp_table.h"
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+#include <utility>
+
+#include "ps/internal/customer.h"
+#include "table/ssp_client.h"
+#include "table/ssp_server.h"
+#include "table/ssp_stats.h"
+#include "table/ssp_wire.h"
+
+namespace ps {
+
+double SSPRow::Get(uint64_t col) const {
+  if (cols.empty()) return col < values.size() ? values[col] : 0.0;
+  auto it = std::lower_bound(cols.begin(), cols.end(), col);
+  return it != cols.end() && *it == col ? values[it - cols.begin()] : 0.0;
+}
+
+std::string SSPStats::ToString() const {
+  std::ostringstream os;
+  os << std::fixed;
+  if (reads || clocks) {
+    os << "reads " << reads << ", cache hits " << cache_hits << " (" << std::setprecision(1)
+       << 100.0 * cache_hit_rate() << "%), blocked " << blocked_reads << " (held by servers "
+       << held_reads << ") for " << std::setprecision(3) << blocked_seconds << " s, clocks "
+       << clocks << ", rows pushed " << rows_pushed << ", observed staleness";
+    for (size_t d = 0; d < observed_staleness.size(); ++d) {
+      if (observed_staleness[d]) {
+        os << " " << d << (d + 1 == observed_staleness.size() ? "+" : "") << ":"
+           << observed_staleness[d];
+      }
+    }
+  } else {
+    os << "reads served " << reads_served << ", held " << held_reads << ", rows pushed "
+       << rows_pushed << ", global clock " << global_clock;
+  }
+  if (malformed) os << ", dropped " << malformed << " malformed";
+  return os.str();
+}
+
+class SSPTableGroup::Impl {
+ public:
+  Impl(int app_id, const std::vector<SSPTableConfig>& tables, const SSPOptions& options,
+       Postoffice* postoffice)
+      : postoffice_(postoffice ? postoffice : Postoffice::Get()),
+        counters_(std::make_shared<SSPCounters>()) {
+    for (const SSPTableConfig& t : tables) tables_[t.table_id] = t;
+    if (postoffice_->is_server()) {
+      server_.reset(new SSPServer(app_id, tables_, options, postoffice_, counters_));
+    } else if (postoffice_->is_worker()) {
+      client_.reset(new SSPClient(app_id, tables_, options, postoffice_, counters_));
+    }
+    if (postoffice_->verbose() >= 1 && (server_ || client_)) {
+      // Logged by the node's last Finalize, which may come after the group is gone.
+      postoffice_->RegisterExitCallback([counters = counters_, app_id, po = postoffice_] {
+        const std::string node = po->van() ? po->van()->my_node().ShortName() : "node";
+        LOG(INFO) << node << ": SSP tables app " << app_id << ": "
+                  << counters->Snapshot().ToString();
+      });
+    }
+    customer_.reset(new Customer(
+        app_id, 0, [this](const Message& msg) { Handle(msg); }, postoffice_));
+  }
+
+  ~Impl() {
+    if (client_) client_->Stop();
+    customer_.reset();  // joins the receive thread before the server or client goes
+  }
+
+  void Handle(const Message& msg) {
+    if (server_) return server_->Handle(msg);
+    if (client_) return client_->Handle(msg);
+  }
+
+  // Constant after construction.
+  Postoffice* const postoffice_;
+  const std::shared_ptr<SSPCounters> counters_;
+  ssp::TableMap tables_;
+  std::unique_ptr<SSPServer> server_;
+  std::unique_ptr<SSPClient> client_;
+  std::unique_ptr<Customer> customer_;
+};
+
+SSPTableGroup::SSPTableGroup(int app_id, const std::vector<SSPTableConfig>& tables,
+                             const SSPOptions& options, Postoffice* postoffice)
+    : impl_(new Impl(app_id, tables, options, postoffice)) {}
+
+SSPTableGroup::~SSPTableGroup() = default;
+
+SSPStats SSPTableGroup::stats() const { return impl_->counters_->Snapshot(); }
+
+// The current clock's increments of one thread, coalesced per row.
+class SSPWorker::Log {
+ public:
+  ssp::RowMap rows;
+};
+
+SSPWorker::SSPWorker(SSPTableGroup* group, int customer_id)
+    : group_(group->impl_.get()), customer_id_(customer_id), log_(new Log) {}
+
+SSPWorker::~SSPWorker() = default;
+
+SSPTable SSPWorker::table(int table_id) {
+  auto it = group_->tables_.find(table_id);
+  if (it == group_->tables_.end()) return SSPTable(this, table_id, -1, 0);
+  return SSPTable(this, table_id, it->second.row_width, it->second.staleness);
+}
+
+static Status UnknownTable(int table_id) {
+  return Status::InvalidArgument("SSP table " + std::to_string(table_id) + " is not in the group");
+}
+
+Status SSPWorker::Clock() {
+  if (!group_->client_) return Status::InvalidArgument("SSP Clock on a node that is no worker");
+  ssp::RowMap log;
+  std::swap(log, log_->rows);
+  Status s = group_->client_->Flush(customer_id_, clock_, std::move(log));
+  if (s.ok()) ++clock_;
+  return s;
+}
+
+Status SSPWorker::Get(int table_id, uint64_t row, SSPRow* out, int staleness) {
+  if (!group_->client_) return Status::InvalidArgument("SSP Get on a node that is no worker");
+  auto t = group_->tables_.find(table_id);
+  if (t == group_->tables_.end()) return UnknownTable(table_id);
+  if (staleness < 0) staleness = t->second.staleness;
+  const ssp::RowKey key{table_id, row};
+  auto pending = log_->rows.find(key);
+  return group_->client_->Read(customer_id_, clock_, clock_ - staleness, key,
+                               pending == log_->rows.end() ? nullptr : &pending->second, out);
+}
+
+Status SSPWorker::Inc(int table_id, uint64_t row, const uint64_t* cols, const double* deltas,
+                      size_t n, bool dense_whole_row) {
+  auto t = group_->tables_.find(table_id);
+  if (t == group_->tables_.end()) return UnknownTable(table_id);
+  const int width = t->second.row_width;
+  if (dense_whole_row) {
+    if (width <= 0 || n != static_cast<size_t>(width)) {
+      return Status::InvalidArgument("IncRow of " + std::to_string(n) + " values on table " +
+                                     std::to_string(table_id) + " with rows of width " +
+                                     std::to_string(width));
+    }
+  } else if (width > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      if (cols[i] >= static_cast<uint64_t>(width)) {
+        return Status::InvalidArgument("column " + std::to_string(cols[i]) +
+                                       " is outside the rows of table " + std::to_string(table_id) +
+                                       " (width " + std::to_string(width) + ")");
+      }
+    }
+  }
+  ssp::RowData& r = log_->rows[ssp::RowKey{table_id, row}];
+  if (width > 0) {
+    if (r.dense.empty()) r.dense.assign(width, 0.0);
+    for (size_t i = 0; i < n; ++i) r.dense[dense_whole_row ? i : cols[i]] += deltas[i];
+  } else {
+    for (size_t i = 0; i < n; ++i) r.sparse[cols[i]] += deltas[i];
+  }
+  return Status::OK();
+}
+
+Status SSPTable::Get(uint64_t row, SSPRow* out, int staleness) {
+  return worker_->Get(table_id_, row, out, staleness);
+}
+
+Status SSPTable::Inc(uint64_t row, uint64_t col, double delta) {
+  return worker_->Inc(table_id_, row, &col, &delta, 1, false);
+}
+
+Status SSPTable::BatchInc(uint64_t row, const std::vector<uint64_t>& cols,
+                          const std::vector<double>& deltas) {
+  if (cols.size() != deltas.size()) {
+    return Status::InvalidArgument("BatchInc with " + std::to_string(cols.size()) +
+                                   " columns and " + std::to_string(deltas.size()) + " deltas");
+  }
+  return worker_->Inc(table_id_, row, cols.data(), deltas.data(), cols.size(), false);
+}
+
+Status SSPTable::IncRow(uint64_t row, const std::vector<double>& deltas) {
+  return worker_->Inc(table_id_, row, nullptr, deltas.data(), deltas.size(), true);
+}
+
+}  // namespace ps
