@@ -37,14 +37,18 @@ PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
 BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
+# Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files.
+DEMO_NAMES := $(notdir $(patsubst %/,%,$(wildcard demo/*/)))
+DEMO_BINS := $(DEMO_NAMES:%=$(BUILD)/demo/%)
 
-.PHONY: all lib test bench lint install clean help
+.PHONY: all lib demos test bench lint install clean help
 all: lib
 lib: $(BUILD)/libps.a $(BUILD)/libps.so $(BUILD)/pkgconfig/ps.pc
 
 help:
 	@echo "make [all]      build $(BUILD)/libps.a, libps.so and pkgconfig/ps.pc"
 	@echo "make test       build and run every test; ends with 'N passed, M failed'"
+	@echo "make demos      build the demos ($(BUILD)/demo/<name>)"
 	@echo "make bench      build and run the benchmarks (build/bench/*.jsonl)"
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
@@ -86,20 +90,42 @@ $(PROG_BINS) $(BENCH_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
+define DEMO_RULE
+$(BUILD)/demo/$(1): $(patsubst %.cc,$(OBJ)/%.o,$(wildcard demo/$(1)/*.cc)) $(BUILD)/libps.a
+	@mkdir -p $$(dir $$@)
+	$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
+endef
+$(foreach d,$(DEMO_NAMES),$(eval $(call DEMO_RULE,$(d))))
+
+demos: $(DEMO_BINS)
+
 $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
 
-test: $(TEST_BINS) $(PROG_BINS) lib
+test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
 
 # Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/.
-bench: $(BENCH_BINS)
+bench: $(BENCH_BINS) $(DEMO_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; done
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \
 	clang-format --dry-run --Werror $$files && echo "lint: $$(echo $$files | wc -w) files formatted"
+
+# make demo: the logistic regression demo on generated data (kept in $(BUILD)/demo-data/),
+# 1 server and 2 workers through the launcher.
+DEMO_DATA := $(BUILD)/demo-data
+DEMO_GEN := --rows=100000 --features=100000 --nnz=20 --seed=1
+.PHONY: demo
+demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
+	python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear --data=$(DEMO_DATA)/train.libsvm \
+	    --test=$(DEMO_DATA)/test.libsvm --l1=2
+
+$(DEMO_DATA)/train.libsvm: $(BUILD)/demo/gen_data
+	@mkdir -p $(DEMO_DATA)
+	$(BUILD)/demo/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
 
 install: lib
 	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig
