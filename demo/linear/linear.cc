@@ -390,7 +390,8 @@ class Worker {
       kv_.set_key_filter([this, anchors](Key key, const float* vals, size_t len) {
         if (std::binary_search(anchors.begin(), anchors.end(), key)) return true;
         // The gradient only, not the curvature.
-        const bool send = kkt_(key, vals, vals ? 1 : 0) || send_next_.count(key);
+        const bool send =
+            kkt_(key, vals, vals ? 1 : 0) || (!send_next_.empty() && send_next_.count(key));
         ++(send ? kept_ : left_);
         return send;
       });
@@ -544,6 +545,8 @@ class Worker {
         keys_sent += 2 * keys.size();
       }
       for (int ts : pushes) kv_.Wait(ts);
+      // Every worker's pushes are in: the objective is that of one model.
+      ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);
       PullAll();
       if (EndIteration(epoch, keys_sent, 0)) break;
       keys_sent = 0;
