@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -804,8 +805,11 @@ int main(int argc, char* argv[]) {
     std::printf("%s\n", linear::Usage());
     return 0;
   }
+  // Only workers read the data: servers and the scheduler may run where it is not.
+  const char* role = std::getenv("DMLC_ROLE");
+  const bool worker = !role || std::string(role) == "worker";
   Options o;
-  ps::Status s = linear::ParseOptions(argc, argv, &o);
+  ps::Status s = linear::ParseOptions(argc, argv, worker, &o);
   if (!s.ok()) {
     std::fprintf(stderr, "linear: error: %s (--help lists the options)\n", s.message().c_str());
     return 2;

@@ -56,7 +56,7 @@ const char* Usage() {
          "[--model-in=FILE --predict=FILE] [--trace=on|off] [--seed=N]";
 }
 
-ps::Status ParseOptions(int argc, char** argv, Options* o) {
+ps::Status ParseOptions(int argc, char** argv, bool check_files, Options* o) {
   ps::Status s;
   for (int i = 1; i < argc && s.ok(); ++i) {
     const std::string a = argv[i];
@@ -125,13 +125,13 @@ ps::Status ParseOptions(int argc, char** argv, Options* o) {
       return ps::Status::InvalidArgument("--model-in and --predict go together");
     }
     if (o->test.empty()) return ps::Status::InvalidArgument("--predict needs --test=FILE");
-    s = Readable("model-in", o->model_in);
+    if (check_files) s = Readable("model-in", o->model_in);
   } else if (o->data.empty()) {
     return ps::Status::InvalidArgument("--data=FILE is required");
-  } else {
+  } else if (check_files) {
     s = Readable("data", o->data);
   }
-  if (s.ok() && !o->test.empty()) s = Readable("test", o->test);
+  if (s.ok() && check_files && !o->test.empty()) s = Readable("test", o->test);
   return s;
 }
 

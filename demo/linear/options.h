@@ -39,8 +39,9 @@ struct Options {
 };
 
 // Reads argv[1..argc-1] ("--name=value" each) into "options"; an unknown name, a value that does
-// not parse or a missing file is an error naming it.
-ps::Status ParseOptions(int argc, char** argv, Options* options);
+// not parse or (with "check_files", on the nodes that read them) a file that cannot be read is an
+// error naming it.
+ps::Status ParseOptions(int argc, char** argv, bool check_files, Options* options);
 
 // One line that lists the options, for errors.
 const char* Usage();
