@@ -116,6 +116,19 @@ lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \
 	clang-format --dry-run --Werror $$files && echo "lint: $$(echo $$files | wc -w) files formatted"
 
+# make demo: the logistic regression demo on generated data (kept in $(BUILD)/demo-data/),
+# 1 server and 2 workers through the launcher.
+DEMO_DATA := $(BUILD)/demo-data
+DEMO_GEN := --rows=100000 --features=100000 --nnz=20 --seed=1
+.PHONY: demo
+demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
+	python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear --data=$(DEMO_DATA)/train.libsvm \
+	    --test=$(DEMO_DATA)/test.libsvm --l1=2
+
+$(DEMO_DATA)/train.libsvm: $(BUILD)/demo/gen_data
+	@mkdir -p $(DEMO_DATA)
+	$(BUILD)/demo/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
+
 install: lib
 	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig
 	install -m 644 include/ps/*.h $(PREFIX)/include/ps/
