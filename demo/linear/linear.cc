@@ -1,7 +1,7 @@
 // Sparse logistic regression on the parameter server: the worker and the server in one file.
 //
 //   python3 tracker/launch.py -s 1 -n 2 -- build/demo/linear --data=train.libsvm
-//       --test=test.libsvm [--algo=bcd|sgd] [--l1=1] [--consistency=bounded:1] [--kkt=on] ...
+//       --test=test.libsvm [--algo=bcd|sgd] [--l1=1] [--consistency=sequential] [--kkt=on] ...
 //
 // Objective: sum_i log(1 + exp(-y_i w.x_i)) + l1 ||w||_1 + l2/2 ||w||^2 (liblinear's scaling).
 // Each worker reads part "rank" of the data; the servers hold w, split by key range.

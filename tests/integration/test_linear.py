@@ -104,8 +104,9 @@ class A9aTest(unittest.TestCase):
         s, _ = self.check_bcd(1, 2, "--consistency=eventual", "--straggler=1:1", "--blocks=8")
         self.assertEqual(s["consistency"], "eventual")
 
-    def test_bcd_sequential_without_kkt(self):
-        s, _ = self.check_bcd(2, 2, "--consistency=sequential", "--kkt=off")
+    def test_bcd_bounded_delay_without_kkt(self):
+        s, _ = self.check_bcd(2, 2, "--consistency=bounded:2", "--kkt=off")
+        self.assertEqual(s["consistency"], "bounded:2")
         self.assertEqual(s["keys_filtered_pct"], 0)
 
     def test_sgd_reaches_84_percent_within_10_epochs(self):
