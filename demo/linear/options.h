@@ -22,7 +22,7 @@ struct Options {
   int max_iter = 100;     // --max-iter: passes over all blocks
   double epsilon = 1e-5;  // --epsilon: stop when the objective changes less, relatively
   ps::Consistency consistency = ps::Consistency::Sequential();  // --consistency
-  bool kkt = true;                                                 // --kkt: KKT filter on or off
+  bool kkt = true;                                              // --kkt: KKT filter on or off
   // sgd
   int epochs = 10;     // --epochs: passes over the data
   int batch = 100;     // --batch: rows per minibatch
