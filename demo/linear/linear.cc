@@ -404,12 +404,14 @@ class Worker {
   // p_i = sigmoid(w.x_i), c_i = the entries of row i in the blocks that may change at the same
   // time as this one: changing coordinates together moves a margin by at most c_i times the
   // sum of their own squared moves (Cauchy-Schwarz), so more overlap means shorter steps. Under
-  // a consistency model that allows "window" blocks in flight, those are the blocks b - window
-  // + 1 .. b + window - 1 of the iteration (every block under eventual).
+  // a consistency model that allows "window" blocks in flight, the gradient of block b misses
+  // the updates of at most blocks b - window + 1 .. b - 1, which change together with it: those
+  // are counted (every block under eventual).
   ps::SArray<float> BlockGradient(int b) {
     const Block& block = blocks_[b];
-    const int window = o_.consistency.window() ? o_.consistency.window() : o_.blocks;
-    const int first = std::max(0, b - window + 1), last = std::min(o_.blocks - 1, b + window - 1);
+    const int window = o_.consistency.window();
+    const int first = window ? std::max(0, b - window + 1) : 0;
+    const int last = window ? b : o_.blocks - 1;
     ++stamp_;
     for (int32_t c : block.col) {
       if (c < 0) continue;
@@ -467,10 +469,12 @@ class Worker {
     row_hc_.assign(data_.rows(), 0);
     for (int t = 0; t < o_.max_iter; ++t) {
       std::vector<std::unique_ptr<InFlight>> flying;
+      const int window = o_.consistency.window();  // 0: eventual
       for (int b = 0; b < o_.blocks; ++b) {
-        // Take the answers that are in, so that the next gradient sees them.
+        // The next gradient sees every answer that is in, and at least those the model says it
+        // follows: under sequential every earlier block, under bounded:tau all but the last tau.
         for (auto& f : flying) {
-          if (f && f->done.load()) {
+          if (f && (f->done.load() || (window > 0 && f->block <= b - window))) {
             Apply(f.get());
             f.reset();
           }
