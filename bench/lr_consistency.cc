@@ -5,7 +5,7 @@
 //   lr_consistency [--workers 2] [--straggler-ms 10] [--rows 100000] [--features 100000]
 //                  [--kkt-rows 200000] [--kkt-features 1000000]
 //
-// Run from the repository (make bench does): it starts tracker/launch.py with 1 server and W
+// It starts the checkout's tracker/launch.py with 1 server and W
 // workers running build/.../demo/linear on data from build/.../demo/gen_data, written once into
 // the build folder. Each run's summary lists [seconds, objective] per iteration (--trace=on);
 // the best objective is the lowest final one over all runs of the table, and a run's time to
@@ -28,44 +28,16 @@ namespace {
 
 using ps::test::IntFlag;
 
-std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
 bool Exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
 }
 
-// Runs "cmd" and returns its output; exits if it fails.
-std::string Run(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) {
-    std::perror("popen");
-    std::exit(1);
-  }
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  if (pclose(p) != 0) {
-    std::fprintf(stderr, "lr_consistency: failed: %s\n%s\n", cmd.c_str(), out.c_str());
-    std::exit(1);
-  }
-  return out;
-}
+std::string Run(const std::string& cmd) { return ps::test::RunOrExit("lr_consistency", cmd); }
 
-// The JSON summary line of a demo run (the worker's prefix removed).
-std::string Summary(const std::string& out) {
-  size_t at = out.find("] {\"algo\"");
-  if (at == std::string::npos) {
-    std::fprintf(stderr, "lr_consistency: no summary in:\n%s\n", out.c_str());
-    std::exit(1);
-  }
-  return out.substr(at + 2, out.find('\n', at) - at - 2);
-}
-
+// A number of a demo's JSON summary.
 double Field(const std::string& json, const std::string& name) {
-  size_t at = json.find("\"" + name + "\": ");
-  return at == std::string::npos ? -1 : std::atof(json.c_str() + at + name.size() + 4);
+  return std::atof(ps::test::JsonField(json, name).c_str());
 }
 
 std::vector<std::pair<double, double>> Trace(const std::string& json) {
@@ -97,14 +69,8 @@ int main(int argc, char** argv) {
   const int features = IntFlag(argc, argv, "--features", 100000);
   const int kkt_rows = IntFlag(argc, argv, "--kkt-rows", 200000);
   const int kkt_features = IntFlag(argc, argv, "--kkt-features", 1000000);
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0 || !Exists("tracker/launch.py")) {
-    std::fprintf(stderr, "lr_consistency: run it from the repository (make bench)\n");
-    return 1;
-  }
-  self[n] = 0;
-  const std::string build = Dir(Dir(self));
+  std::string launch;
+  const std::string build = ps::test::BuildDirAndLauncher("lr_consistency", &launch);
   const std::string linear = build + "/demo/linear", gen = build + "/demo/gen_data";
   const std::string data = build + "/bench/lr-data";
   Run("mkdir -p " + data);
@@ -117,8 +83,9 @@ int main(int argc, char** argv) {
     return name + ".train";
   };
   auto demo = [&](const std::string& train, const std::string& flags) {
-    return Summary(Run("python3 tracker/launch.py -s 1 -n " + std::to_string(workers) +
-                       " --timeout 600 -- " + linear + " --data=" + train + " " + flags));
+    return ps::test::WorkerSummary(
+        "lr_consistency", Run("python3 " + launch + " -s 1 -n " + std::to_string(workers) +
+                              " --timeout 600 -- " + linear + " --data=" + train + " " + flags));
   };
 
   // Consistency models, with and without a straggler (the last worker).

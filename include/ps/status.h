@@ -35,6 +35,9 @@ class Status {
   const std::string& message() const { return message_; }
   // "OK", or the message alone: messages are written to be read by a user as they are.
   std::string ToString() const { return ok() ? "OK" : message_; }
+  // The same failure with "context" before its message ("request 3 failed: " + why).
+  // REQUIRES: !ok().
+  Status Prefixed(const std::string& context) const { return Status(code_, context + message_); }
 
  private:
   Status(Code code, std::string msg) : code_(code), message_(std::move(msg)) {}

@@ -18,25 +18,6 @@ Status CheckConsistencyConfig(const Environment& env) {
 [[maybe_unused]] const bool kConfigChecked =
     (Postoffice::AddConfigCheck(CheckConsistencyConfig), true);
 
-// "why" with the same code and "context" before its message.
-Status Because(const Status& why, const std::string& context) {
-  std::string msg = context + why.message();
-  switch (why.code()) {
-    case Status::Code::kTimeout:
-      return Status::Timeout(msg);
-    case Status::Code::kNodeFailed:
-      return Status::NodeFailed(msg);
-    case Status::Code::kIOError:
-      return Status::IOError(msg);
-    case Status::Code::kShutdown:
-      return Status::Shutdown(msg);
-    case Status::Code::kRemoteError:
-      return Status::RemoteError(msg);
-    default:
-      return Status::InvalidArgument(msg);
-  }
-}
-
 }  // namespace
 
 Status Consistency::Parse(const std::string& spec, Consistency* out) {
@@ -109,20 +90,25 @@ Customer::~Customer() {
   recv_thread_.join();
 }
 
-int Customer::NewRequest(int recver) { return NewRequest(postoffice_->GetNodeIDs(recver)); }
-
-int Customer::NewRequest(const std::vector<int>& recvers) {
-  std::lock_guard<std::mutex> lk(mu_);
-  int ts = next_timestamp_++;
+bool Customer::FailIfReceiverDeadLocked(int ts, const std::vector<int>& recvers) {
   // Checked under mu_, like OnNodeFailed, so a death is seen either here or there.
   for (int id : recvers) {
     Status s = postoffice_->PeerStatus(id);
     if (!s.ok()) {
       failed_[ts].status =
           Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message());
-      return ts;
+      return true;
     }
   }
+  return false;
+}
+
+int Customer::NewRequest(int recver) { return NewRequest(postoffice_->GetNodeIDs(recver)); }
+
+int Customer::NewRequest(const std::vector<int>& recvers) {
+  std::lock_guard<std::mutex> lk(mu_);
+  int ts = next_timestamp_++;
+  if (FailIfReceiverDeadLocked(ts, recvers)) return ts;
   if (recvers.empty()) return ts;  // nothing to wait for: finished at once
   Pending& p = pending_[ts];
   p.awaiting = recvers;
@@ -153,14 +139,8 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
   }
   const int ts = next_timestamp_++;
   counters_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (FailIfReceiverDeadLocked(ts, recvers)) return ts;
   const std::string name = "request " + std::to_string(ts) + " failed: ";
-  for (int id : recvers) {
-    Status s = postoffice_->PeerStatus(id);
-    if (!s.ok()) {
-      failed_[ts].status = Status::NodeFailed(name + s.message());
-      return ts;
-    }
-  }
   for (int a : after) {
     if (a < 0 || a >= ts) {
       failed_[ts].status = Status::InvalidArgument(
@@ -170,8 +150,8 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
     }
     auto f = failed_.find(a);
     if (f != failed_.end()) {
-      failed_[ts].status = Because(f->second.status, name + "it executes after request " +
-                                                         std::to_string(a) + ", which failed: ");
+      failed_[ts].status = f->second.status.Prefixed(name + "it executes after request " +
+                                                     std::to_string(a) + ", which failed: ");
       return ts;
     }
   }
@@ -394,8 +374,8 @@ void Customer::FinishLocked(int ts, Status status, std::vector<Ready>* ready) {
       if (dit == pending_.end()) continue;
       if (fails_with && !st.ok()) {
         finish.emplace_back(
-            d, Because(st, "request " + std::to_string(d) + " failed: it executes after request " +
-                               std::to_string(t) + ", which failed: "));
+            d, st.Prefixed("request " + std::to_string(d) + " failed: it executes after request " +
+                           std::to_string(t) + ", which failed: "));
       } else if (--dit->second.blockers == 0 && dit->second.submitted) {
         ready->push_back(SendLocked(d, &dit->second));
       }

@@ -5,6 +5,7 @@
 
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -69,6 +70,73 @@ inline int RunSelfJob(char** argv, int servers, const std::vector<std::string>& 
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
   }
   return failed;
+}
+
+// The folder above "path" ("." for a bare name).
+inline std::string ParentDir(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// For benchmarks that run the demos through the launcher. This program is BUILD/bench/NAME:
+// returns BUILD, and sets "launch" to tracker/launch.py of the checkout above it. Exits,
+// naming "who", if either cannot be found.
+inline std::string BuildDirAndLauncher(const char* who, std::string* launch) {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) {
+    std::perror("readlink");
+    std::exit(1);
+  }
+  const std::string build = ParentDir(ParentDir(std::string(buf, n)));
+  for (std::string dir = build; dir.size() > 1; dir = ParentDir(dir)) {
+    if (access((dir + "/tracker/launch.py").c_str(), R_OK) == 0) {
+      *launch = dir + "/tracker/launch.py";
+      return build;
+    }
+  }
+  std::fprintf(stderr, "%s: tracker/launch.py not found above %s\n", who, build.c_str());
+  std::exit(1);
+}
+
+// Runs the shell command "cmd" and returns its output, stderr included. Exits, naming "who"
+// and showing the output, if the command fails.
+inline std::string RunOrExit(const char* who, const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) {
+    std::perror("popen");
+    std::exit(1);
+  }
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  if (pclose(p) != 0) {
+    std::fprintf(stderr, "%s: failed: %s\n%s\n", who, cmd.c_str(), out.c_str());
+    std::exit(1);
+  }
+  return out;
+}
+
+// The one-line JSON summary a demo's worker printed through the launcher ("[worker N] {...}"),
+// without the prefix. Exits, naming "who" and showing the output, if there is none.
+inline std::string WorkerSummary(const char* who, const std::string& out) {
+  size_t at = out.rfind("] {");
+  size_t line = at == std::string::npos ? 0 : out.rfind('\n', at);
+  line = line == std::string::npos ? 0 : line + 1;
+  if (at == std::string::npos || out.compare(line, 8, "[worker ") != 0) {
+    std::fprintf(stderr, "%s: no summary in:\n%s\n", who, out.c_str());
+    std::exit(1);
+  }
+  return out.substr(at + 2, out.find('\n', at) - at - 2);
+}
+
+// The value of "key" in a flat JSON object line, as text ("" if absent).
+inline std::string JsonField(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\": ");
+  if (at == std::string::npos) return "";
+  at += key.size() + 4;
+  return json.substr(at, json.find_first_of(",}", at) - at);
 }
 
 }  // namespace test

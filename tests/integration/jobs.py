@@ -1,8 +1,11 @@
-"""Starts the nodes of a job as separate processes, without the launcher, for process tests."""
+"""Starts the nodes of a job as separate processes, without the launcher, for process tests;
+and runs the demos through the launcher."""
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -10,6 +13,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD_DIR = os.path.join(ROOT, os.environ.get("PS_BUILD_DIR", "build"))
 PS_JOB = os.path.join(BUILD_DIR, "tests", "integration", "ps_job")
 KV_JOB = os.path.join(BUILD_DIR, "tests", "integration", "kv_job")
+LAUNCH = os.path.join(ROOT, "tracker", "launch.py")
+
+
+def run_launched(program, servers, workers, *args, timeout=120):
+    """Runs "program" with "args" as a job through tracker/launch.py; returns (exit code, output)."""
+    if not os.access(program, os.X_OK):
+        raise AssertionError(f"{program} is missing: run make first")
+    p = subprocess.run([sys.executable, LAUNCH, "-s", str(servers), "-n", str(workers),
+                        "--timeout", str(timeout), "--", program, *args],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=timeout + 30)
+    return p.returncode, p.stdout
+
+
+def worker_summary(out):
+    """The one JSON summary line a demo's worker printed through the launcher, parsed."""
+    # Printed by the worker of rank 0, which need not be the launcher's worker 0.
+    lines = [l.split("] ", 1)[1] for l in out.splitlines()
+             if l.startswith("[worker ") and "] {" in l]
+    if len(lines) != 1:
+        raise AssertionError("not one JSON summary:\n" + out)
+    return json.loads(lines[0])
 
 
 def free_port():

@@ -4,18 +4,16 @@ Real data: a9a and a9a.t from the shared data folder, by default ../shared/data 
 repository (set SLACKLINE_DATA_DIR to read them elsewhere). When they are absent the a9a tests
 fail saying so. The reference optimum is liblinear's (see that folder's README).
 """
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from jobs import BUILD_DIR, ROOT
+from jobs import BUILD_DIR, LAUNCH, ROOT, run_launched
+from jobs import worker_summary as summary
 
 LINEAR = os.path.join(BUILD_DIR, "demo", "linear")
 GEN_DATA = os.path.join(BUILD_DIR, "demo", "gen_data")
-LAUNCH = os.path.join(ROOT, "tracker", "launch.py")
 DATA_DIR = os.environ.get("SLACKLINE_DATA_DIR",
                           os.path.join(os.path.dirname(ROOT), "shared", "data"))
 LIBLINEAR_A9A_L1 = 10558.95  # liblinear-train -s 6 -c 1 -e 0.0001 a9a
@@ -30,22 +28,7 @@ def a9a(name="a9a"):
 
 
 def run_linear(servers, workers, *args, timeout=120):
-    if not os.access(LINEAR, os.X_OK):
-        raise AssertionError(f"{LINEAR} is missing: run make first")
-    p = subprocess.run([sys.executable, LAUNCH, "-s", str(servers), "-n", str(workers),
-                        "--timeout", str(timeout), "--", LINEAR, *args],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=timeout + 30)
-    return p.returncode, p.stdout
-
-
-def summary(out):
-    # Printed by the worker of rank 0, which need not be the launcher's worker 0.
-    lines = [l.split("] ", 1)[1] for l in out.splitlines()
-             if l.startswith("[worker ") and "] {" in l]
-    if len(lines) != 1:
-        raise AssertionError("not one JSON summary:\n" + out)
-    return json.loads(lines[0])
+    return run_launched(LINEAR, servers, workers, *args, timeout=timeout)
 
 
 def progress(out):

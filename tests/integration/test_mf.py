@@ -1,32 +1,15 @@
 """The matrix factorization demo on SSP tables, started through the launcher."""
-import json
 import os
-import subprocess
-import sys
 import unittest
 
-from jobs import BUILD_DIR, ROOT
+from jobs import BUILD_DIR, run_launched
+from jobs import worker_summary as summary
 
 MF = os.path.join(BUILD_DIR, "demo", "mf")
-LAUNCH = os.path.join(ROOT, "tracker", "launch.py")
 
 
 def run_mf(workers, *args):
-    if not os.access(MF, os.X_OK):
-        raise AssertionError(f"{MF} is missing: run make first")
-    p = subprocess.run([sys.executable, LAUNCH, "-s", "2", "-n", str(workers), "--timeout", "120",
-                        "--", MF, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=150)
-    return p.returncode, p.stdout
-
-
-def summary(out):
-    # Printed by the worker of rank 0, which need not be the launcher's worker 0.
-    lines = [l.split("] ", 1)[1] for l in out.splitlines()
-             if l.startswith("[worker ") and "] {" in l]
-    if len(lines) != 1:
-        raise AssertionError("not one JSON summary:\n" + out)
-    return json.loads(lines[0])
+    return run_launched(MF, 2, workers, *args)
 
 
 class MFTest(unittest.TestCase):

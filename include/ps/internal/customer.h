@@ -134,6 +134,9 @@ class Customer {
   };
 
   void Receiving();
+  // Fails request "ts" at once if one of "recvers" is dead, and then returns true.
+  // REQUIRES: mu_ held.
+  bool FailIfReceiverDeadLocked(int ts, const std::vector<int>& recvers);
   // Blocks until "done" (evaluated under mu_) holds: spins for PS_SPIN_US, then receives for the
   // node if no other thread does, then sleeps on cv_. REQUIRES: "lk" holds mu_.
   void WaitLocked(std::unique_lock<std::mutex>* lk, const std::function<bool()>& done);
