@@ -467,10 +467,15 @@ class KVWorker : public SimpleApp {
       pending_.emplace(ts, std::move(p));
     }
     // Now, or once the requests it executes after finished.
-    obj_->Submit(ts, [this, filtered, msgs = std::move(msgs)]() mutable {
+    obj_->Submit(ts, [this, ts, filtered, msgs = std::move(msgs)]() mutable {
       for (Message& msg : msgs) {
         if (filtered) filters_->Encode(false, &msg);
-        postoffice_->van()->Send(msg);
+        Status sent = postoffice_->van()->TrySend(msg);
+        // The answer will not come: the request fails naming the server.
+        if (!sent.ok()) {
+          obj_->FailSend(ts, msg.meta.recver,
+                         sent.Prefixed("request " + std::to_string(ts) + " failed: "));
+        }
       }
     });
     return ts;

@@ -56,7 +56,9 @@ class SimpleApp {
     msg.meta.customer_id = obj_->customer_id();
     for (int r : postoffice_->GetNodeIDs(recv_id)) {
       msg.meta.recver = r;
-      postoffice_->van()->Send(msg);
+      Status s = postoffice_->van()->TrySend(msg);
+      // The answer will not come: the request fails naming the receiver.
+      if (!s.ok()) obj_->FailSend(ts, r, s.Prefixed("request " + std::to_string(ts) + " failed: "));
     }
     return ts;
   }

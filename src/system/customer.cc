@@ -354,7 +354,28 @@ void Customer::Accept(const Message& recved) {
   // response handling, and it saves a thread switch on every round trip. Requests run the
   // app's handler, which may take long or wait, so they go to this customer's own thread.
   if (!recved.meta.request) return Handle(recved);
+  {
+    std::lock_guard<std::mutex> lk(idle_mu_);
+    ++accepted_;
+  }
   recv_queue_.Push(recved, recved.meta.priority);
+}
+
+void Customer::WaitIdle() {
+  if (std::this_thread::get_id() == recv_thread_.get_id()) return;
+  std::unique_lock<std::mutex> lk(idle_mu_);
+  idle_cv_.wait(lk, [&] { return handled_ == accepted_; });
+}
+
+void Customer::FailSend(int timestamp, int recver, const Status& why) {
+  std::vector<Ready> ready;
+  bool finished;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    finished = AddResponseLocked(timestamp, recver, why, &ready);
+  }
+  if (finished) cv_.notify_all();
+  RunReady(std::move(ready));
 }
 
 void Customer::FinishLocked(int ts, Status status, std::vector<Ready>* ready) {
@@ -424,6 +445,11 @@ void Customer::Receiving() {
     recv_queue_.WaitAndPop(&msg, spin_us_);
     if (!msg.meta.control.empty()) break;
     Handle(msg);
+    {
+      std::lock_guard<std::mutex> lk(idle_mu_);
+      ++handled_;
+    }
+    idle_cv_.notify_all();
   }
 }
 

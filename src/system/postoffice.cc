@@ -101,14 +101,21 @@ Postoffice* Postoffice::Get() {
   return po;
 }
 
-Postoffice::Postoffice() : env_(Environment::Get()) {}
+Postoffice::Postoffice() : env_(Environment::Get()), exit_on_job_end_(true) {}
 
 Postoffice::Postoffice(std::unordered_map<std::string, std::string> env)
-    : own_env_(new Environment(std::move(env))), env_(own_env_.get()) {}
+    : own_env_(new Environment(std::move(env))), env_(own_env_.get()), exit_on_job_end_(false) {}
 
 Postoffice::~Postoffice() {
   if (van_) van_->Stop();
 }
+
+void Postoffice::set_transport_factory(TransportFactory factory) {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  transport_factory_ = std::move(factory);
+}
+
+void Postoffice::set_exit_on_job_end(bool exit) { exit_on_job_end_ = exit; }
 
 Status Postoffice::ParseConfigLocked() {
   if (config_parsed_) return config_status_;
@@ -173,10 +180,11 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
     if (active_customers_ == 0) {
       // First Start of this node (or the first after a complete Finalize): a fresh van.
       if (van_) van_->Stop();
-      van_ = Van::Create("zmq");
+      van_.reset(new Van(transport_factory_ ? transport_factory_() : Transport::Create("zmq")));
       s = van_->Start(
           options_, [this](Message&& msg) { OnData(std::move(msg)); },
-          [this](const Node& node, const Status& why) { OnNodeFailed(node, why); });
+          [this](const Node& node, const Status& why) { OnNodeFailed(node, why); },
+          [this](const Status& why) { OnJobEnd(why); });
       if (!s.ok()) return s;
       node_ids_.clear();
     }
@@ -208,6 +216,13 @@ Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
   Status s;
   if (do_barrier && van->ready()) {
     s = van->Barrier(customer_id, kScheduler + kServerGroup + kWorkerGroup, true);
+  }
+  // Every request this node received before the final barrier is handled before Finalize
+  // returns: ps-lite programs read what their handlers counted once it has.
+  if (s.ok()) {
+    std::vector<Registered*> held = Hold();
+    for (Registered* r : held) r->customer->WaitIdle();
+    Release(held);
   }
   std::vector<Callback> callbacks;
   {
@@ -348,47 +363,66 @@ Status Postoffice::PeerStatus(int id) const {
   return fatal.ok() ? v->NodeStatus(id) : fatal;
 }
 
+std::string Postoffice::MyName() const {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  if (van_) {
+    Node me = van_->my_node();
+    return me.id != Node::kEmpty ? me.ShortName() : RoleName(me.role);
+  }
+  return config_parsed_ && config_status_.ok() ? RoleName(options_.role) : "node";
+}
+
 void Postoffice::Die(const Status& why) const {
-  std::string name = "node";
+  std::string name = MyName();
   Van* van = nullptr;
   {
     std::lock_guard<std::mutex> lk(start_mu_);
-    if (van_) {
-      van = van_.get();
-      name = van->my_node().ShortName();
-    } else if (config_parsed_ && config_status_.ok()) {
-      name = RoleName(options_.role);
-    }
+    van = van_.get();
   }
   fflush(stdout);
   fprintf(stderr, "error: %s: %s\n", name.c_str(), why.message().c_str());
   fflush(stderr);
-  // Let messages already queued (a TERMINATE to the other nodes, say) leave, within the linger.
-  if (van) van->Stop();
+  if (van) {
+    // Tell the job why before leaving, so that it ends at once naming this node, then let
+    // what is queued (that notice, a TERMINATE) leave, within the linger.
+    van->ReportFailure(why);
+    van->Stop();
+  }
   std::_Exit(1);
 }
 
 void Postoffice::AddCustomer(Customer* customer) {
-  std::vector<Message> early;
   std::lock_guard<std::mutex> lk(customers_mu_);
   auto& app = customers_[customer->app_id()];
   CHECK(!app.count(customer->customer_id())) << "customer " << customer->customer_id() << " of app "
                                              << customer->app_id() << " already exists";
-  app[customer->customer_id()] = customer;
+  app.emplace(customer->customer_id(), Registered{customer, 0});
   customers_cv_.notify_all();
   auto it = waiting_.find(customer->app_id());
   if (it != waiting_.end()) {
+    // Requests only (a response for no customer is dropped), which Accept just queues for the
+    // customer's thread: no user code runs under the lock, and they keep their order.
     for (const Message& m : it->second) customer->Accept(m);
     waiting_.erase(it);
   }
 }
 
+namespace {
+// The customer a delivery on this thread is for, so that a callback that destroys its own
+// customer's app does not wait for itself.
+thread_local const Customer* delivering_to = nullptr;
+}  // namespace
+
 void Postoffice::RemoveCustomer(Customer* customer) {
-  std::lock_guard<std::mutex> lk(customers_mu_);
-  auto it = customers_.find(customer->app_id());
-  if (it == customers_.end()) return;
-  it->second.erase(customer->customer_id());
-  if (it->second.empty()) customers_.erase(it);
+  std::unique_lock<std::mutex> lk(customers_mu_);
+  auto app = customers_.find(customer->app_id());
+  if (app == customers_.end()) return;
+  auto it = app->second.find(customer->customer_id());
+  if (it == app->second.end() || it->second.customer != customer) return;
+  const int own = delivering_to == customer ? 1 : 0;
+  customers_cv_.wait(lk, [&] { return it->second.deliveries <= own; });
+  app->second.erase(it);
+  if (app->second.empty()) customers_.erase(app);
 }
 
 Customer* Postoffice::GetCustomer(int app_id, int customer_id, int timeout) const {
@@ -399,45 +433,85 @@ Customer* Postoffice::GetCustomer(int app_id, int customer_id, int timeout) cons
     if (app == customers_.end()) return false;
     auto c = app->second.find(customer_id);
     if (c == app->second.end()) return false;
-    found = c->second;
+    found = c->second.customer;
     return true;
   });
   return found;
 }
 
-void Postoffice::OnData(Message&& msg) {
+std::vector<Postoffice::Registered*> Postoffice::Hold() {
   std::lock_guard<std::mutex> lk(customers_mu_);
-  auto app = customers_.find(msg.meta.app_id);
-  if (app != customers_.end()) {
-    auto c = app->second.find(msg.meta.customer_id);
-    // A response goes back to the customer that asked. A request goes to the customer of the
-    // same id if there is one (workers with several customers), else to the app's first.
-    if (c != app->second.end()) return c->second->Accept(msg);
-    if (msg.meta.request) return app->second.begin()->second->Accept(msg);
+  std::vector<Registered*> held;
+  for (auto& app : customers_) {
+    for (auto& c : app.second) {
+      ++c.second.deliveries;
+      held.push_back(&c.second);
+    }
   }
-  if (!msg.meta.request) {
-    return van_->Drop(DropReason::kUnroutable,
-                      "response for app " + std::to_string(msg.meta.app_id) + " customer " +
-                          std::to_string(msg.meta.customer_id) + ", which does not exist");
+  return held;
+}
+
+void Postoffice::Release(const std::vector<Registered*>& held) {
+  if (held.empty()) return;
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  for (Registered* r : held) --r->deliveries;
+  customers_cv_.notify_all();
+}
+
+void Postoffice::OnData(Message&& msg) {
+  Registered* to = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(customers_mu_);
+    auto app = customers_.find(msg.meta.app_id);
+    if (app != customers_.end()) {
+      auto c = app->second.find(msg.meta.customer_id);
+      // A response goes back to the customer that asked. A request goes to the customer of the
+      // same id if there is one (workers with several customers), else to the app's first.
+      if (c != app->second.end()) {
+        to = &c->second;
+      } else if (msg.meta.request) {
+        to = &app->second.begin()->second;
+      }
+    }
+    if (to) {
+      ++to->deliveries;
+    } else if (!msg.meta.request) {
+      return van_->Drop(DropReason::kUnroutable,
+                        "response for app " + std::to_string(msg.meta.app_id) + " customer " +
+                            std::to_string(msg.meta.customer_id) + ", which does not exist");
+    } else {
+      // The app may not exist yet: servers often create it after Start. Keep the request for
+      // it, up to a bound, so that requests for an app that never comes cannot exhaust memory.
+      auto& waiting = waiting_[msg.meta.app_id];
+      if (waiting.size() >= kMaxWaitingRequests) {
+        return van_->Drop(DropReason::kUnroutable,
+                          "request for app " + std::to_string(msg.meta.app_id) + ", which has " +
+                              std::to_string(waiting.size()) + " requests waiting for it already");
+      }
+      waiting.push_back(std::move(msg));
+      return;
+    }
   }
-  // The app may not exist yet: servers often create it after Start. Keep the request for it,
-  // up to a bound, so that requests for an app that never comes cannot exhaust memory.
-  auto& waiting = waiting_[msg.meta.app_id];
-  if (waiting.size() >= kMaxWaitingRequests) {
-    return van_->Drop(DropReason::kUnroutable,
-                      "request for app " + std::to_string(msg.meta.app_id) + ", which has " +
-                          std::to_string(waiting.size()) + " requests waiting for it already");
-  }
-  waiting.push_back(std::move(msg));
+  // Delivered without the registry's lock: the handler may construct or destroy apps.
+  const Customer* outer = delivering_to;
+  delivering_to = to->customer;
+  to->customer->Accept(msg);
+  delivering_to = outer;
+  Release({to});
 }
 
 void Postoffice::OnNodeFailed(const Node& node, const Status& why) {
   // Without the scheduler the job cannot go on: fail everything that is pending.
   bool everything = node.role == Node::SCHEDULER;
-  std::lock_guard<std::mutex> lk(customers_mu_);
-  for (auto& app : customers_) {
-    for (auto& c : app.second) c.second->OnNodeFailed(node.id, why, everything);
-  }
+  std::vector<Registered*> held = Hold();
+  for (Registered* r : held) r->customer->OnNodeFailed(node.id, why, everything);
+  Release(held);
+}
+
+void Postoffice::OnJobEnd(const Status& why) {
+  // What needs a dead node failed already. A process that is a node of the job ends with it,
+  // naming the reason; other nodes report it through their calls.
+  if (exit_on_job_end_) Die(why);
 }
 
 }  // namespace ps

@@ -1,17 +1,13 @@
 #include "ps/internal/van.h"
 
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "message/codec.h"
 #include "ps/base.h"
+#include "van/address.h"
+#include "van/scheduler_book.h"
 
 namespace ps {
 namespace {
@@ -20,11 +16,12 @@ namespace {
 // whose message says which nodes are missing, should arrive first.
 constexpr double kStartGraceSeconds = 5;
 
+// A watched connection that broke is given this long to come back before its peer is declared
+// dead: a peer that exits on an error says why first, and that notice should win.
+constexpr double kReconnectGraceSeconds = 0.5;
+
 // Data messages kept while this node waits for the node list, at most.
 constexpr size_t kMaxEarlyMessages = 1 << 16;
-
-// The van whose receive socket the current thread holds, if any (see Van::ReceiveUntil).
-thread_local const Van* receiving_van = nullptr;
 
 int GroupOf(Node::Role role) {
   switch (role) {
@@ -43,46 +40,8 @@ std::string FormatSeconds(double s) {
   return os.str();
 }
 
-// The IPv4 address of interface "name", or "" if it has none.
-std::string InterfaceAddress(const std::string& name) {
-  struct ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return "";
-  std::string found;
-  for (struct ifaddrs* ifa = list; ifa; ifa = ifa->ifa_next) {
-    if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET || name != ifa->ifa_name) continue;
-    char buf[INET_ADDRSTRLEN];
-    auto* sin = reinterpret_cast<struct sockaddr_in*>(ifa->ifa_addr);
-    if (inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf))) found = buf;
-    break;
-  }
-  freeifaddrs(list);
-  return found;
-}
-
-// The local address on the route to host:port: the one the scheduler can reach us at.
-// Connecting a UDP socket sends nothing; it only picks the route.
-Status RouteAddress(const std::string& host, int port, std::string* addr) {
-  struct addrinfo hints = {};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_DGRAM;
-  struct addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || !res) {
-    return Status::InvalidArgument("DMLC_PS_ROOT_URI=" + host + " does not resolve to an address");
-  }
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  struct sockaddr_in local = {};
-  socklen_t len = sizeof(local);
-  bool ok = fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
-            getsockname(fd, reinterpret_cast<struct sockaddr*>(&local), &len) == 0;
-  if (fd >= 0) close(fd);
-  freeaddrinfo(res);
-  char buf[INET_ADDRSTRLEN];
-  if (ok && inet_ntop(AF_INET, &local.sin_addr, buf, sizeof(buf))) {
-    *addr = buf;
-  } else {
-    *addr = "127.0.0.1";
-  }
-  return Status::OK();
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
 
 }  // namespace
@@ -99,18 +58,31 @@ const char* DropReasonName(DropReason r) {
   return kNames[static_cast<int>(r)];
 }
 
-Van::Van() = default;
+std::unique_ptr<Van> Van::Create(const std::string& type) {
+  return std::unique_ptr<Van>(new Van(Transport::Create(type)));
+}
 
-Van::~Van() = default;
+Van::Van(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
 
-Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure) {
+Van::~Van() { Stop(); }
+
+Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure,
+                  FatalHandler on_fatal) {
+  CHECK(state_.load() == State::kCreated) << "a van starts once";
   options_ = options;
   on_data_ = std::move(on_data);
   on_failure_ = std::move(on_failure);
+  on_fatal_ = std::move(on_fatal);
   is_scheduler_ = options.role == Node::SCHEDULER;
+  if (is_scheduler_) book_.reset(new SchedulerBook(options.num_servers, options.num_workers));
 
   Node me;
   me.role = options.role;
+  {
+    // The role is known from here on, so that errors name it.
+    std::lock_guard<std::mutex> lk(mu_);
+    my_node_ = me;
+  }
   if (is_scheduler_) {
     me.hostname = options.scheduler_host;
   } else if (!options.node_host.empty()) {
@@ -127,7 +99,7 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
   }
 
   int port = 0;
-  Status s = Bind(is_scheduler_ ? options.scheduler_port : 0, &port);
+  Status s = transport_->Bind(is_scheduler_ ? options.scheduler_port : 0, options.linger_ms, &port);
   if (!s.ok()) {
     if (is_scheduler_) {
       return Status::IOError(
@@ -143,37 +115,56 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
     std::lock_guard<std::mutex> lk(mu_);
     my_node_ = me;
   }
-  if (!is_scheduler_) SetAddress(kScheduler, options.scheduler_host, options.scheduler_port);
+  // Every node watches its connection to the scheduler: the scheduler's death is noticed at
+  // once, not after a heartbeat timeout.
+  if (!is_scheduler_) {
+    transport_->SetAddress(kScheduler, options.scheduler_host, options.scheduler_port, true);
+  }
   if (options.verbose >= 1) {
     LOG(INFO) << RoleName(me.role) << " listening on " << me.hostname << ":" << me.port;
   }
 
   start_time_ = Clock::now();
   last_heard_scheduler_ = start_time_;
+  next_tick_ = start_time_;
+  // The tick runs heartbeats and deadlines; twice per heartbeat interval is fine enough.
+  double tick = options_.heartbeat_interval > 0 ? options_.heartbeat_interval / 2 : 0.2;
+  tick_ms_ = std::max(5, std::min(200, static_cast<int>(tick * 1000)));
+  on_peer_event_ = [this](int id, bool connected) { OnPeerEvent(id, connected); };
+  state_ = State::kRunning;
+  std::lock_guard<std::mutex> lk(join_mu_);
   thread_ = std::thread(&Van::Loop, this);
-  running_ = true;
   return Status::OK();
 }
 
 void Van::Stop() {
-  if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lk(lead_mu_);
-    stop_ = true;
+  State s = State::kRunning;
+  if (state_.compare_exchange_strong(s, State::kStopping)) {
+    baton_.Stop();
+    transport_->Wake();
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  } else if (s == State::kCreated) {
+    // Never ran (or Start failed): nothing to join, only a bound socket to close.
+    state_ = State::kStopped;
+    transport_->Close();
+    return;
   }
-  lead_cv_.notify_all();
-  Wake();
-  thread_.join();
-  closed_ = true;
-  if (receiving_van == this) {
-    // Called from a handler on the receiving thread (a failure that ends the process): the
-    // socket is this thread's, and its receive loop ends on stop_.
-    CloseTransport();
+  // The van thread is joined by any other thread; a handler that stops the node leaves that
+  // to a later Stop (or the destructor).
+  if (std::this_thread::get_id() != van_thread_id_.load()) {
+    std::lock_guard<std::mutex> lk(join_mu_);
+    if (thread_.joinable()) thread_.join();
+  }
+  // The socket belongs to the baton's holder: close it there, or once the holder let go.
+  if (baton_.HeldByThisThread()) {
+    transport_->Close();
   } else {
-    // A caller may still hold the socket; it gives it up within one receive timeout.
-    std::lock_guard<std::mutex> rl(recv_mu_);
-    CloseTransport();
+    auto held = baton_.TakeForClose();
+    transport_->Close();
   }
+  s = State::kStopping;
+  state_.compare_exchange_strong(s, State::kStopped);
   std::lock_guard<std::mutex> lk(mu_);
   cv_.notify_all();
 }
@@ -196,15 +187,16 @@ Status Van::Register(int customer_id) {
     me.customer_id = customer_id;
     msg.meta.control.node.push_back(me);
     lk.unlock();
-    if (Send(msg) < 0) return Status::IOError("cannot send the registration to the scheduler");
+    Status s = TrySend(msg);
+    if (!s.ok()) return s.Prefixed("cannot register: ");
     lk.lock();
   }
-  auto deadline = start_time_ +
-                  std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait));
-  cv_.wait_until(lk, deadline, [&] { return ready_ || !fatal_.ok() || stop_; });
+  auto deadline = start_time_ + Seconds(wait);
+  cv_.wait_until(lk, deadline,
+                 [&] { return ready_ || !fatal_.ok() || state_.load() != State::kRunning; });
   if (!fatal_.ok()) return fatal_;
   if (ready_) return Status::OK();
-  if (stop_) return Status::Shutdown("the node stopped during start-up");
+  if (state_.load() != State::kRunning) return Status::Shutdown("the node stopped during start-up");
   return Status::Timeout(
       "start-up timed out: no node list from the scheduler at " + options_.scheduler_host + ":" +
       std::to_string(options_.scheduler_port) + " after " + FormatSeconds(wait) +
@@ -247,12 +239,13 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
   msg.meta.control.cmd = Control::BARRIER;
   msg.meta.control.barrier_group = group;
   msg.meta.control.finalize = finalize;
-  if (Send(msg) < 0) return Status::IOError("cannot send a barrier request to the scheduler");
+  Status sent = TrySend(msg);
+  if (!sent.ok()) return sent.Prefixed("barrier cannot complete: ");
 
   lk.lock();
   cv_.wait(lk, [&] {
-    return barrier_result_.count(customer_id) || !fatal_.ok() || stop_ ||
-           !GroupStatusLocked(group).ok();
+    return barrier_result_.count(customer_id) || !fatal_.ok() ||
+           state_.load() != State::kRunning || !GroupStatusLocked(group).ok();
   });
   auto it = barrier_result_.find(customer_id);
   if (it != barrier_result_.end()) {
@@ -262,29 +255,45 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
     return s;
   }
   if (!fatal_.ok()) return fatal_;
-  if (stop_) return Status::Shutdown("the node stopped during a barrier");
+  if (state_.load() != State::kRunning) return Status::Shutdown("the node stopped during a barrier");
   return Status::NodeFailed("barrier cannot complete: " + GroupStatusLocked(group).message());
 }
 
-int Van::Send(Message& msg) {
-  if (closed_) return -1;
+Status Van::TrySend(Message& msg, size_t* bytes) {
   const int me = my_id_.load(std::memory_order_acquire);
   msg.meta.sender = me;
   if (options_.verbose >= 2) LOG(INFO) << "send " << msg.DebugString();
+  size_t sent = 0;
   if (msg.meta.recver == me && me != Node::kEmpty) {
-    int bytes = static_cast<int>(msg.data_bytes());
+    if (state_.load() != State::kRunning) return Status::Shutdown("this node is stopping");
+    sent = msg.data_bytes();
     {
       std::lock_guard<std::mutex> lk(local_mu_);
       local_.push_back(msg);
     }
-    Wake();
-    return bytes;
+    transport_->Wake();
+  } else {
+    std::string meta;
+    EncodeMeta(msg.meta, &meta);
+    Status s = transport_->Send(msg.meta.recver, meta, msg.data, &sent);
+    if (!s.ok()) {
+      return s.code() == Status::Code::kShutdown ? s
+                                                  : Status::IOError("cannot send to " +
+                                                                    NodeName(msg.meta.recver) +
+                                                                    ": " + s.message());
+    }
+    bytes_sent_ += sent;
   }
-  std::string meta;
-  EncodeMeta(msg.meta, &meta);
-  int bytes = SendFrames(msg.meta.recver, meta, msg.data);
-  if (bytes > 0) bytes_sent_ += bytes;
-  return bytes;
+  if (bytes) *bytes = sent;
+  return Status::OK();
+}
+
+int Van::Send(Message& msg) {
+  size_t bytes = 0;
+  Status s = TrySend(msg, &bytes);
+  if (s.ok()) return static_cast<int>(bytes);
+  if (s.code() != Status::Code::kShutdown) LOG(WARNING) << s.message();
+  return -1;
 }
 
 void Van::SendControl(int recver, Control control, bool request, int customer_id) {
@@ -296,25 +305,38 @@ void Van::SendControl(int recver, Control control, bool request, int customer_id
   Send(msg);
 }
 
-void Van::Loop() {
-  // The tick runs heartbeats and deadlines; twice per heartbeat interval is fine enough.
-  double tick = options_.heartbeat_interval > 0 ? options_.heartbeat_interval / 2 : 0.2;
-  tick_ms_ = std::max(5, std::min(200, static_cast<int>(tick * 1000)));
-  {
-    std::lock_guard<std::mutex> rl(recv_mu_);
-    next_tick_ = Clock::now();
+void Van::ReportFailure(const Status& why) {
+  if (!ready_ || finalizing_ || job_ended_ || state_.load() != State::kRunning) return;
+  if (!is_scheduler_) {
+    Control notice;
+    notice.cmd = Control::NODE_FAILED;
+    notice.failed_node = my_id_.load();
+    notice.reason = why.message();
+    SendControl(kScheduler, notice, true);
+    return;
   }
-  while (!stop_) {
-    if (caller_receives_.load(std::memory_order_acquire)) {
-      // A waiting caller has the socket; it hands it back when its request finished.
-      std::unique_lock<std::mutex> lk(lead_mu_);
-      lead_cv_.wait(lk, [&] { return !caller_receives_ || stop_; });
-      continue;
+  if (job_ended_.exchange(true)) return;
+  Control bye;
+  bye.cmd = Control::TERMINATE;
+  bye.failed_node = kScheduler;
+  bye.reason = "the scheduler failed: " + why.message();
+  std::vector<int> alive;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const auto& kv : nodes_) {
+      if (kv.first != kScheduler && !dead_.count(kv.first)) alive.push_back(kv.first);
     }
-    std::lock_guard<std::mutex> rl(recv_mu_);
-    receiving_van = this;
+  }
+  for (int id : alive) SendControl(id, bye, false);
+}
+
+void Van::Loop() {
+  van_thread_id_ = std::this_thread::get_id();
+  while (true) {
+    auto held = baton_.TakeForVanThread();
+    if (!held.owns_lock()) break;
     ReceiveOnce();
-    receiving_van = nullptr;
+    baton_.Release(&held, false);
   }
 }
 
@@ -323,7 +345,7 @@ void Van::ReceiveOnce() {
   int timeout_ms = static_cast<int>(
       std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now).count());
   std::vector<SArray<char>> frames;
-  if (RecvFrames(&frames, std::max(0, std::min(tick_ms_, timeout_ms)))) {
+  if (transport_->Recv(&frames, std::max(0, std::min(tick_ms_, timeout_ms)), on_peer_event_)) {
     ProcessFrames(std::move(frames));
   }
   std::deque<Message> local;
@@ -340,25 +362,21 @@ void Van::ReceiveOnce() {
 }
 
 bool Van::ReceiveUntil(const std::function<bool()>& done) {
-  if (!running_ || stop_ || receiving_van == this) return false;
-  // One caller at a time; the others sleep until their answer is delivered, as without this.
-  if (caller_receives_.exchange(true, std::memory_order_acq_rel)) return false;
-  Wake();  // the van thread leaves its receive and waits on lead_cv_
-  {
-    std::lock_guard<std::mutex> rl(recv_mu_);
-    receiving_van = this;
-    while (!stop_ && !done()) ReceiveOnce();
-    receiving_van = nullptr;
-  }
-  {
-    std::lock_guard<std::mutex> lk(lead_mu_);
-    caller_receives_ = false;
-  }
-  lead_cv_.notify_one();
+  if (state_.load() != State::kRunning || baton_.HeldByThisThread()) return false;
+  auto held = baton_.TryTakeForCaller([this] { transport_->Wake(); });
+  if (!held.owns_lock()) return false;
+  while (!baton_.stopped() && !done()) ReceiveOnce();
+  baton_.Release(&held, true);
   return true;
 }
 
-bool Van::IsReceivingThread() const { return receiving_van == this; }
+void Van::OnPeerEvent(int id, bool connected) {
+  if (connected) {
+    disconnected_.erase(id);
+  } else {
+    disconnected_.emplace(id, Clock::now());
+  }
+}
 
 void Van::Drop(DropReason r, const std::string& detail) {
   int i = static_cast<int>(r);
@@ -455,6 +473,15 @@ void Van::ProcessControlAtScheduler(Message& msg) {
         return SendControl(msg.meta.sender, ack, false);
       }
       break;
+    case Control::NODE_FAILED:
+      // A node that gives up says why; it may speak for itself only.
+      if (msg.meta.request && ready_ && ctl.failed_node == msg.meta.sender &&
+          nodes_.count(msg.meta.sender) && msg.meta.sender != kScheduler) {
+        return MarkDead(msg.meta.sender,
+                        Status::NodeFailed(NodeNameLocked(msg.meta.sender) + " failed: " +
+                                           (ctl.reason.empty() ? "no reason given" : ctl.reason)));
+      }
+      break;
     default:
       break;
   }
@@ -467,68 +494,53 @@ void Van::ProcessAddNode(const Message& msg) {
       ctl.node[0].port > 65535 || ctl.node[0].hostname.empty()) {
     return Drop(DropReason::kBadControl, "malformed registration " + ctl.DebugString());
   }
-  Node node = ctl.node[0];
-  int r = node.role == Node::SERVER ? 0 : 1;
-  int expected = r == 0 ? options_.num_servers : options_.num_workers;
-  const char* role = RoleName(node.role);
-  std::string key = node.hostname + ":" + std::to_string(node.port);
-
-  if (ready_ || !fatal_.ok() || registered_count_[r] >= expected) {
+  const Node& node = ctl.node[0];
+  Node registered;
+  std::string why;
+  if (!fatal_.ok()) {
+    why = "the job failed to start: " + fatal_.message();
+  } else if (ready_) {
+    book_->Register(node, &registered, &why);  // counts are full: only says why
+  } else if (book_->Register(node, &registered, &why)) {
+    why.clear();
+  }
+  if (!why.empty()) {
     // One node too many: tell it so, on a throwaway id, rather than let it wait for nothing.
     int id = --next_reject_id_;
-    SetAddress(id, node.hostname, node.port);
+    transport_->SetAddress(id, node.hostname, node.port, false);
     Control bye;
     bye.cmd = Control::TERMINATE;
-    bye.reason = std::string("the job already has its ") + std::to_string(expected) + " " + role +
-                 "s (DMLC_NUM_" + (r == 0 ? "SERVER" : "WORKER") + "=" + std::to_string(expected) +
-                 "); the " + role + " at " + key + " is one too many";
+    bye.reason = why;
     LOG(WARNING) << bye.reason;
     return SendControl(id, bye, false);
   }
-
-  auto it = registered_.find(key);
-  if (it == registered_.end()) {
-    node.id = r == 0 ? 8 + 2 * node_count_[0] : 9 + 2 * node_count_[1];
-    ++node_count_[r];
-    SetAddress(node.id, node.hostname, node.port);
-    it = registered_.emplace(key, Registration{node, 0}).first;
-  }
-  ++it->second.customers;
-  ++registered_count_[r];
+  // Watched from now on: its process dying breaks this connection.
+  transport_->SetAddress(registered.id, registered.hostname, registered.port, true);
   if (options_.verbose >= 1) {
-    LOG(INFO) << "registered " << it->second.node.DebugString() << " customer " << node.customer_id
-              << " (" << registered_count_[0] << " of " << options_.num_servers << " servers, "
-              << registered_count_[1] << " of " << options_.num_workers << " workers)";
+    LOG(INFO) << "registered " << registered.DebugString() << " customer " << node.customer_id
+              << " (" << book_->Counts() << ")";
   }
-  if (registered_count_[0] < options_.num_servers || registered_count_[1] < options_.num_workers) {
-    return;
-  }
+  if (!book_->complete()) return;
 
   // Everyone is here: announce the node list, scheduler first.
   Control list;
   list.cmd = Control::ADD_NODE;
+  std::vector<Node> all = book_->nodes();
   {
     std::lock_guard<std::mutex> lk(mu_);
     nodes_[kScheduler] = my_node_;
-    for (const auto& kv : registered_) nodes_[kv.second.node.id] = kv.second.node;
+    for (const Node& n : all) nodes_[n.id] = n;
     for (const auto& kv : nodes_) list.node.push_back(kv.second);
   }
   auto now = Clock::now();
-  for (const auto& kv : registered_) {
-    SendControl(kv.second.node.id, list, false);
-    last_seen_[kv.second.node.id] = now;
+  for (const Node& n : all) {
+    SendControl(n.id, list, false);
+    last_seen_[n.id] = now;
   }
-  if (options_.verbose >= 1) {
-    LOG(INFO) << "all " << registered_.size() << " nodes registered; the job starts";
-  }
+  if (options_.verbose >= 1) LOG(INFO) << "all " << all.size() << " nodes registered; the job starts";
   std::lock_guard<std::mutex> lk(mu_);
   ready_ = true;
   cv_.notify_all();
-}
-
-int Van::Participants(int group) const {
-  return ((group & kScheduler) ? 1 : 0) + ((group & kServerGroup) ? options_.num_servers : 0) +
-         ((group & kWorkerGroup) ? options_.num_workers : 0);
 }
 
 void Van::ProcessBarrier(const Message& msg) {
@@ -540,22 +552,20 @@ void Van::ProcessBarrier(const Message& msg) {
     return Drop(DropReason::kBadControl, "barrier request " + ctl.DebugString() + " from node " +
                                              std::to_string(msg.meta.sender));
   }
-  auto& entered = barriers_[group];
-  entered.push_back({msg.meta.sender, msg.meta.customer_id, ctl.finalize});
-  if (static_cast<int>(entered.size()) < Participants(group)) return;
-
+  std::vector<SchedulerBook::BarrierEntry> done =
+      book_->EnterBarrier(group, {msg.meta.sender, msg.meta.customer_id, ctl.finalize});
+  if (done.empty()) return;
   bool final_all = group == 7;
-  for (const auto& e : entered) final_all = final_all && e.finalize;
+  for (const auto& e : done) final_all = final_all && e.finalize;
   // Once everyone is in the final barrier, nodes may exit at any moment: stop watching them.
   if (final_all) finalizing_ = true;
-  for (const auto& e : entered) {
-    Control done;
-    done.cmd = Control::BARRIER;
-    done.barrier_group = group;
-    done.finalize = e.finalize;
-    SendControl(e.node_id, done, false, e.customer_id);
+  for (const auto& e : done) {
+    Control release;
+    release.cmd = Control::BARRIER;
+    release.barrier_group = group;
+    release.finalize = e.finalize;
+    SendControl(e.node_id, release, false, e.customer_id);
   }
-  barriers_.erase(group);
 }
 
 void Van::SetBarrierResult(int customer_id, const Status& s) {
@@ -586,7 +596,9 @@ void Van::ProcessControlAtNode(Message& msg) {
         my_id_ = msg.meta.recver;
       }
       for (const Node& n : ctl.node) {
-        if (n.id != msg.meta.recver && n.id != kScheduler) SetAddress(n.id, n.hostname, n.port);
+        if (n.id != msg.meta.recver && n.id != kScheduler) {
+          transport_->SetAddress(n.id, n.hostname, n.port, false);
+        }
       }
       if (options_.verbose >= 1) {
         LOG(INFO) << "joined the job as " << my_node_.DebugString() << " with " << ctl.node.size()
@@ -612,18 +624,19 @@ void Van::ProcessControlAtNode(Message& msg) {
     case Control::NODE_FAILED:
       return MarkDead(ctl.failed_node, Status::NodeFailed(ctl.reason));
     case Control::TERMINATE: {
-      Status why =
-          Status::Shutdown(ctl.reason.empty() ? "the scheduler ended the job" : ctl.reason);
-      {
+      std::string reason = ctl.reason.empty() ? "the scheduler ended the job" : ctl.reason;
+      if (!ready_) {
+        // During start-up (a start-up failure, a rejection): Register returns it.
         std::lock_guard<std::mutex> lk(mu_);
-        if (fatal_.ok()) fatal_ = why;
+        if (fatal_.ok()) fatal_ = Status::Shutdown(reason);
         cv_.notify_all();
+        return;
       }
-      Node scheduler;
-      scheduler.role = Node::SCHEDULER;
-      scheduler.id = kScheduler;
-      on_failure_(scheduler, why);
-      return;
+      // The scheduler gives up itself, or ends the job for a node it declared dead (told
+      // already, by NODE_FAILED), or ends it for no node's fault.
+      if (ctl.failed_node == kScheduler) return MarkDead(kScheduler, Status::NodeFailed(reason));
+      if (ctl.failed_node) return EndJob(Status::NodeFailed(reason), ctl.failed_node);
+      return EndJob(Status::Shutdown(reason), 0);
     }
     default:
       break;
@@ -641,7 +654,8 @@ void Van::MarkDead(int id, const Status& why) {
     node = it->second;
     dead_[id] = why;
   }
-  LOG(ERROR) << why.message();
+  // Not logged otherwise: the calls that fail say it, and a node that ends says it once.
+  if (options_.verbose >= 1) LOG(WARNING) << why.message();
   // Tell everyone before waking the waiters here: a waiter may stop this node at once.
   if (is_scheduler_) {
     Control notice;
@@ -653,8 +667,34 @@ void Van::MarkDead(int id, const Status& why) {
     }
   }
   on_failure_(node, why);
-  std::lock_guard<std::mutex> lk(mu_);
-  cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  }
+  // The job cannot go on without one of its nodes: the scheduler ends it, naming the node;
+  // a node without its scheduler ends it for itself.
+  if (is_scheduler_ || id == kScheduler) EndJob(why, id);
+}
+
+void Van::EndJob(const Status& why, int failed_node) {
+  if (job_ended_.exchange(true)) return;
+  if (is_scheduler_) {
+    Control bye;
+    bye.cmd = Control::TERMINATE;
+    bye.failed_node = failed_node;
+    bye.reason = why.message();
+    for (const auto& kv : nodes_) {
+      if (kv.first != kScheduler && !dead_.count(kv.first)) SendControl(kv.first, bye, false);
+    }
+  }
+  if (failed_node == 0 || failed_node == kScheduler) {
+    // Nothing can work any more. For another node's death, only what needs it fails (it is
+    // marked dead): the handler decides whether this node goes on.
+    std::lock_guard<std::mutex> lk(mu_);
+    if (fatal_.ok()) fatal_ = why;
+    cv_.notify_all();
+  }
+  on_fatal_(why);
 }
 
 void Van::FailStart(const Status& why) {
@@ -662,7 +702,7 @@ void Van::FailStart(const Status& why) {
   Control bye;
   bye.cmd = Control::TERMINATE;
   bye.reason = why.message();
-  for (const auto& kv : registered_) SendControl(kv.second.node.id, bye, false);
+  for (const Node& n : book_->nodes()) SendControl(n.id, bye, false);
   std::lock_guard<std::mutex> lk(mu_);
   fatal_ = why;
   cv_.notify_all();
@@ -671,44 +711,53 @@ void Van::FailStart(const Status& why) {
 void Van::Tick() {
   auto now = Clock::now();
   const double timeout = options_.heartbeat_timeout;
-  const bool watch = options_.heartbeat_interval > 0 && ready_ && !finalizing_;
-  if (is_scheduler_) {
-    if (!ready_ && fatal_.ok() && SecondsSince(start_time_) > options_.start_timeout) {
-      // Name the missing roles first: that is what the user has to fix.
-      std::string missing, present;
-      for (int r = 0; r < 2; ++r) {
-        int want = r == 0 ? options_.num_servers : options_.num_workers;
-        std::string part = std::to_string(registered_count_[r]) + " of " + std::to_string(want) +
-                           (r == 0 ? " servers" : " workers");
-        std::string& to = registered_count_[r] < want ? missing : present;
-        to += (to.empty() ? "" : " and ") + part;
-      }
-      FailStart(Status::Timeout("start-up timed out: only " + missing + " registered after " +
-                                FormatSeconds(options_.start_timeout) + " s" +
-                                (present.empty() ? "" : " (" + present + ")") +
-                                "; PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout)));
+  const bool watch = ready_ && !finalizing_;
+  if (is_scheduler_ && !ready_ && fatal_.ok() &&
+      SecondsSince(start_time_) > options_.start_timeout) {
+    // Name the missing roles first: that is what the user has to fix.
+    std::string present;
+    std::string missing = book_->Missing(&present);
+    FailStart(Status::Timeout("start-up timed out: only " + missing + " registered after " +
+                              FormatSeconds(options_.start_timeout) + " s" +
+                              (present.empty() ? "" : " (" + present + ")") +
+                              "; PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout)));
+  }
+  if (!watch) return;
+  // Broken connections that did not come back: the process at the other end died.
+  std::vector<int> gone;
+  for (const auto& kv : disconnected_) {
+    if (std::chrono::duration<double>(now - kv.second).count() > kReconnectGraceSeconds &&
+        !dead_.count(kv.first) && nodes_.count(kv.first)) {
+      gone.push_back(kv.first);
     }
-    if (!watch) return;
+  }
+  for (int id : gone) {
+    MarkDead(id, Status::NodeFailed(
+                     (id == kScheduler ? "lost the connection to the scheduler at " +
+                                             options_.scheduler_host + ":" +
+                                             std::to_string(options_.scheduler_port)
+                                       : NodeNameLocked(id) + ": its connection broke") +
+                     " and did not come back within " + FormatSeconds(kReconnectGraceSeconds) +
+                     " s; its process died or its host is unreachable"));
+  }
+  if (options_.heartbeat_interval <= 0) return;
+  if (is_scheduler_) {
     for (const auto& kv : last_seen_) {
       double silent = std::chrono::duration<double>(now - kv.second).count();
       if (silent > timeout && !dead_.count(kv.first)) {
-        const Node& n = nodes_.at(kv.first);
-        MarkDead(kv.first,
-                 Status::NodeFailed(
-                     n.ShortName() + " (node " + std::to_string(n.id) + " at " + n.hostname + ":" +
-                     std::to_string(n.port) + ") sent no heartbeat for " + FormatSeconds(silent) +
-                     " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" + FormatSeconds(timeout) + ")"));
+        MarkDead(kv.first, Status::NodeFailed(NodeNameLocked(kv.first) + " sent no heartbeat for " +
+                                              FormatSeconds(silent) +
+                                              " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" +
+                                              FormatSeconds(timeout) + ")"));
       }
     }
     return;
   }
-  if (!watch) return;
   if (now >= next_heartbeat_) {
     Control beat;
     beat.cmd = Control::HEARTBEAT;
     SendControl(kScheduler, beat, true);
-    next_heartbeat_ = now + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(options_.heartbeat_interval));
+    next_heartbeat_ = now + Seconds(options_.heartbeat_interval);
   }
   double silent = std::chrono::duration<double>(now - last_heard_scheduler_).count();
   if (silent > timeout && !dead_.count(kScheduler)) {
@@ -718,6 +767,19 @@ void Van::Tick() {
                                 FormatSeconds(silent) +
                                 " s (PS_HEARTBEAT_TIMEOUT=" + FormatSeconds(timeout) + ")"));
   }
+}
+
+std::string Van::NodeNameLocked(int id) const {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return "node " + std::to_string(id);
+  const Node& n = it->second;
+  return n.ShortName() + " (node " + std::to_string(n.id) + " at " + n.hostname + ":" +
+         std::to_string(n.port) + ")";
+}
+
+std::string Van::NodeName(int id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return NodeNameLocked(id);
 }
 
 Node Van::my_node() const {

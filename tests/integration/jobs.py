@@ -47,6 +47,7 @@ class Node:
     def __init__(self, role, index, proc, out_path, err_path):
         self.role, self.index, self.proc = role, index, proc
         self.out_path, self.err_path = out_path, err_path
+        self.ended = None  # time.monotonic() when Job.wait saw it exit
 
     @property
     def name(self):
@@ -92,13 +93,20 @@ class Job:
     def role(self, role):
         return [n for n in self.nodes if n.role == role]
 
-    def wait(self, timeout):
-        """Waits for every process to exit; returns the seconds it took. Raises on timeout."""
+    def wait(self, timeout, nodes=None):
+        """Waits for every process (of "nodes") to exit, noting when each did; returns the
+        seconds it took. Raises subprocess.TimeoutExpired on timeout."""
+        nodes = self.nodes if nodes is None else nodes
         start = time.monotonic()
-        for n in self.nodes:
-            left = timeout - (time.monotonic() - start)
-            n.proc.wait(timeout=max(left, 0.01))
-        return time.monotonic() - start
+        while True:
+            for n in nodes:
+                if n.ended is None and n.proc.poll() is not None:
+                    n.ended = time.monotonic()
+            if all(n.ended is not None for n in nodes):
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise subprocess.TimeoutExpired(str([n.name for n in nodes]), timeout)
+            time.sleep(0.01)
 
     def wait_for_output(self, node, text, timeout):
         deadline = time.monotonic() + timeout

@@ -5,7 +5,12 @@
 // meet in a barrier of all workers. Servers count the requests and check, at the end, that they
 // got exactly workers x rounds. Exit 0 when every number is right.
 //
-//   ps_job [--rounds N] [--round-ms MS]
+//   ps_job [--rounds N] [--round-ms MS] [--count-after-answer MS] [--wait-in-callback RANK]
+//
+// --count-after-answer: servers count each request MS milliseconds after answering it, and
+// check the count after Finalize (which returns once every request was handled).
+// --wait-in-callback: the worker of rank RANK calls Wait from a response handler in round 3,
+// which is an error that ends it (and with it the job).
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +25,8 @@ using ps::test::IntFlag;
 int main(int argc, char** argv) {
   const int rounds = IntFlag(argc, argv, "--rounds", 10);
   const int round_ms = IntFlag(argc, argv, "--round-ms", 0);
+  const int count_after = IntFlag(argc, argv, "--count-after-answer", -1);
+  const int wait_in_callback = IntFlag(argc, argv, "--wait-in-callback", -1);
   ps::Start(0, argv[0]);
   int status = 0;
   const int both = ps::kServerGroup + ps::kWorkerGroup;
@@ -27,6 +34,12 @@ int main(int argc, char** argv) {
     std::atomic<int> requests{0};
     ps::SimpleApp app(0, 0);
     app.set_request_handle([&](const ps::SimpleData& req, ps::SimpleApp* a) {
+      if (count_after >= 0) {
+        a->Response(req, std::to_string(req.head));
+        std::this_thread::sleep_for(std::chrono::milliseconds(count_after));
+        ++requests;
+        return;
+      }
       ++requests;
       a->Response(req, std::to_string(req.head));
     });
@@ -35,6 +48,12 @@ int main(int argc, char** argv) {
     ps::Postoffice::Get()->Barrier(0, both);
     ps::Postoffice::Get()->Barrier(0, both);  // the workers are done
     int want = ps::NumWorkers() * rounds;
+    if (count_after >= 0) {
+      ps::Finalize(0, true);
+      std::printf("server %d handled %d requests by Finalize (expected %d)\n", ps::MyRank(),
+                  requests.load(), want);
+      return requests.load() == want ? 0 : 2;
+    }
     std::printf("server %d handled %d requests (expected %d)\n", ps::MyRank(), requests.load(),
                 want);
     if (requests.load() != want) status = 2;
@@ -43,7 +62,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     ps::SimpleApp app(0, 0);
     std::atomic<int> answers{0};
-    app.set_response_handle([&](const ps::SimpleData&, ps::SimpleApp*) { ++answers; });
+    app.set_response_handle([&](const ps::SimpleData& res, ps::SimpleApp* a) {
+      ++answers;
+      if (res.head == 3 && ps::MyRank() == wait_in_callback) a->Wait(res.timestamp);
+    });
     ps::Postoffice::Get()->Barrier(0, both);  // every server is ready to count
     for (int r = 0; r < rounds; ++r) {
       app.Wait(app.Request(r, "", ps::kServerGroup));

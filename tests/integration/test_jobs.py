@@ -47,7 +47,8 @@ class JobTest(unittest.TestCase):
             self.assertIn("only 1 of 2 workers registered after 2 s", n.stderr(), job.report())
 
     def test_killed_worker_ends_the_job_naming_the_node(self):
-        job = self.run_job(1, 2, env=FAST_HEARTBEAT, args=["--rounds", "100000", "--round-ms", "5"])
+        # Found from its broken connection, not after the heartbeat timeout (10 s here).
+        job = self.run_job(1, 2, args=["--rounds", "100000", "--round-ms", "5"])
         workers = job.role("worker")
         for w in workers:
             self.assertTrue(job.wait_for_output(w, "round 3", 30), job.report())
@@ -55,12 +56,57 @@ class JobTest(unittest.TestCase):
         rank = re.search(r"worker rank (\d+)", victim.stdout()).group(1)
         os.killpg(victim.proc.pid, signal.SIGKILL)
         survivors = [n for n in job.nodes if n is not victim]
-        took = job.wait(timeout=2 + 10)
-        self.assertLess(took, 2 + 6)
+        took = job.wait(timeout=10)
+        self.assertLess(took, 3, job.report())
         for n in survivors:
             self.assertNotEqual(n.proc.returncode, 0, job.report())
             self.assertIn(f"worker {rank} (node", n.stderr(), job.report())
+            self.assertIn("its connection broke", n.stderr(), job.report())
+
+    def test_frozen_worker_is_found_by_heartbeats_and_named_to_every_node(self):
+        job = self.run_job(1, 2, env=FAST_HEARTBEAT, args=["--rounds", "100000", "--round-ms", "5"])
+        workers = job.role("worker")
+        for w in workers:
+            self.assertTrue(job.wait_for_output(w, "round 3", 30), job.report())
+        victim = workers[0]
+        rank = re.search(r"worker rank (\d+)", victim.stdout()).group(1)
+        os.killpg(victim.proc.pid, signal.SIGSTOP)
+        survivors = [n for n in job.nodes if n is not victim]
+        try:
+            took = job.wait(timeout=2 + 8, nodes=survivors)
+        finally:
+            os.killpg(victim.proc.pid, signal.SIGKILL)
+        self.assertLess(took, 2 + 3, job.report())
+        for n in survivors:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            # The surviving worker blames the frozen one, not the scheduler.
+            self.assertIn(f"worker {rank} (node", n.stderr(), job.report())
             self.assertIn("sent no heartbeat", n.stderr(), job.report())
+
+    def test_worker_that_fails_on_an_error_ends_the_job_at_once_with_its_reason(self):
+        job = self.run_job(1, 2, args=["--rounds", "100000", "--round-ms", "5",
+                                       "--wait-in-callback", "1"])
+        took = job.wait(timeout=30)
+        victim = [n for n in job.role("worker") if "worker rank 1 " in n.stdout()][0]
+        self.assertEqual(victim.proc.returncode, 1, job.report())
+        self.assertIn("Wait called from a response handler", victim.stderr(), job.report())
+        for n in job.nodes:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            if n is victim:
+                continue
+            self.assertIn("worker 1 (node 11 at ", n.stderr(), job.report())
+            self.assertIn("Wait called from a response handler", n.stderr(), job.report())
+        # Every node ends within about a second of the failure (heartbeat timeout: 10 s).
+        ends = sorted(n.ended for n in job.nodes)
+        self.assertLess(ends[-1] - ends[0], 2, job.report())
+
+    def test_finalize_returns_after_every_request_was_handled(self):
+        job = self.run_job(2, 2, args=["--rounds", "5", "--count-after-answer", "20"])
+        job.wait(timeout=60)
+        for n in job.nodes:
+            self.assertEqual(n.proc.returncode, 0, job.report())
+        for n in job.role("server"):
+            self.assertIn("handled 10 requests by Finalize (expected 10)", n.stdout(), job.report())
 
     def test_busy_scheduler_port_is_a_one_line_error(self):
         with socket.socket() as s:
@@ -73,6 +119,7 @@ class JobTest(unittest.TestCase):
         self.assertEqual(scheduler.proc.returncode, 1)
         err = scheduler.stderr().strip()
         self.assertEqual(err.count("\n"), 0, err)
+        self.assertTrue(err.startswith("error: scheduler: "), err)  # its real role
         self.assertIn(f"cannot listen on DMLC_PS_ROOT_PORT={port}", err)
         self.assertIn("in use", err)
 

@@ -97,6 +97,14 @@ class Customer {
   // Issues a timestamp whose request has already failed with "why" (a call with bad arguments).
   int NewFailedRequest(const Status& why);
 
+  // Counts request "timestamp"'s message to "recver" as answered with "why": its send failed.
+  // The request fails with "why" (the first failure wins) and finishes once the others are in.
+  void FailSend(int timestamp, int recver, const Status& why);
+
+  // Blocks until every request accepted so far has been handled by the request handler.
+  // Returns at once on this customer's own thread.
+  void WaitIdle();
+
   // Requests not finished yet, and failures not yet waited for: what the customer holds.
   size_t pending_size();
 
@@ -169,6 +177,12 @@ class Customer {
 
   ThreadsafePQueue<Message> recv_queue_;
   std::thread recv_thread_;
+
+  // Requests accepted and handled, for WaitIdle. Protected by idle_mu_.
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+  uint64_t accepted_ = 0;
+  uint64_t handled_ = 0;
 
   // Protected by mu_.
   std::mutex mu_;

@@ -5,9 +5,20 @@
 //
 // Thread safety: all methods are thread-safe. Start() may be called by several customer threads
 // of one process concurrently; each Start() is matched by one Finalize().
+//
+// Delivery: messages reach customers on the van's receiving thread, with no lock of the
+// postoffice held, so a handler or callback may construct and destroy apps (customers). A count
+// of deliveries in flight keeps a customer registered until they finished: RemoveCustomer
+// waits for its customer's deliveries to drain.
+//
+// When the job ends on this node (the scheduler ended it because a node died, or this node lost
+// the scheduler), every pending request fails. The default node then also ends the process
+// with the reason, as ps-lite's calls do; other nodes (tests, embedders) report it through
+// their calls instead (set_exit_on_job_end).
 #ifndef PS_INTERNAL_POSTOFFICE_H_
 #define PS_INTERNAL_POSTOFFICE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -20,6 +31,7 @@
 #include "ps/base.h"
 #include "ps/internal/customer.h"
 #include "ps/internal/env.h"
+#include "ps/internal/transport.h"
 #include "ps/internal/van.h"
 #include "ps/range.h"
 #include "ps/status.h"
@@ -56,6 +68,14 @@ class Postoffice {
   // Fails when a node of the group dies.
   Status TryBarrier(int customer_id, int node_group);
   void Barrier(int customer_id, int node_group);
+
+  // Where the node's transport comes from; by default ZeroMQ. Tests give one that injects
+  // faults. REQUIRES: before the first Start.
+  using TransportFactory = std::function<std::unique_ptr<Transport>()>;
+  void set_transport_factory(TransportFactory factory);
+  // Whether the end of the job on this node (see above) ends the process. Default: true for
+  // the default node, false for others.
+  void set_exit_on_job_end(bool exit);
 
   // Customers register themselves; messages for a customer not registered yet wait for it.
   void AddCustomer(Customer* customer);
@@ -111,11 +131,19 @@ class Postoffice {
   Status ParseConfigLocked();
   void OnData(Message&& msg);
   void OnNodeFailed(const Node& node, const Status& why);
+  void OnJobEnd(const Status& why);
+  // The registered customers, each held against removal until Release. Thread-safe.
+  struct Registered;
+  std::vector<Registered*> Hold();
+  void Release(const std::vector<Registered*>& held);
+  // "worker 1", or the role alone before the node has its id.
+  std::string MyName() const;
   void BuildNodeIDs();
 
   // Constant after construction.
   std::unique_ptr<Environment> own_env_;
   Environment* const env_;
+  std::atomic<bool> exit_on_job_end_;
 
   // Held by Start and Finalize while they create or stop the van, which they do without
   // start_mu_: the receiving thread may need start_mu_ (GetNodeIDs, GetServerKeyRanges in a
@@ -133,12 +161,17 @@ class Postoffice {
   std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
+  TransportFactory transport_factory_;
 
   // Protected by customers_mu_.
   mutable std::mutex customers_mu_;
   mutable std::condition_variable customers_cv_;
-  std::map<int, std::map<int, Customer*>> customers_;  // app id -> customer id -> customer
-  std::map<int, std::vector<Message>> waiting_;        // app id -> requests before its customer
+  struct Registered {
+    Customer* customer;
+    int deliveries = 0;  // deliveries in flight; RemoveCustomer waits for 0
+  };
+  std::map<int, std::map<int, Registered>> customers_;  // app id -> customer id -> customer
+  std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer
 };
 
 }  // namespace ps

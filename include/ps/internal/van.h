@@ -1,11 +1,22 @@
-// Van moves messages between the nodes of a job and runs the control protocol on top:
-// registration with the scheduler, barriers, heartbeats and failure notices. Transports derive
-// from it (ZMQVan); everything above the van sees Messages only.
+// Van moves messages between the nodes of a job over a Transport and runs the control protocol
+// on top: registration with the scheduler, barriers, heartbeats and failure notices. Everything
+// above the van sees Messages only.
+//
+// Failure detection: a node whose process dies is noticed from its broken connection (the
+// transport watches the scheduler's connections to every node and every node's connection to
+// the scheduler); a node that hangs is noticed from missing heartbeats; a node that gives up on
+// an error says why first (ReportFailure). The scheduler tells every node, and since a job
+// cannot go on without one of its nodes, it then ends the job: every node learns why
+// (the FatalHandler) within about a second of the death.
 //
 // Threads: the van owns one thread, started by Start() and joined by Stop(), which receives
-// messages, runs the control protocol and calls the handlers. A thread waiting for a response may
-// take over receiving for a while (ReceiveUntil). Send(), Register(), Barrier() and the accessors
-// are thread-safe. Handlers run on the receiving thread and must not block.
+// messages, runs the control protocol and calls the handlers. A thread waiting for a response
+// may take over receiving for a while (ReceiveUntil; the hand-off is ReceiveBaton's). Send(),
+// Register(), Barrier(), Stop() and the accessors are thread-safe; Stop() may be called from any
+// thread, a handler included. Handlers run on the receiving thread and must not block.
+//
+// States move forward only: created, running, stopping, stopped. After Stop() sends fail
+// cleanly (kShutdown) and waits return.
 #ifndef PS_INTERNAL_VAN_H_
 #define PS_INTERNAL_VAN_H_
 
@@ -22,10 +33,14 @@
 #include <vector>
 
 #include "ps/internal/message.h"
+#include "ps/internal/receive_baton.h"
+#include "ps/internal/transport.h"
 #include "ps/internal/utils.h"
 #include "ps/status.h"
 
 namespace ps {
+
+class SchedulerBook;
 
 // Configuration of a van, parsed from the environment by the postoffice.
 struct VanOptions {
@@ -63,14 +78,26 @@ class Van {
   using DataHandler = std::function<void(Message&& msg)>;
   // Called on the receiving thread once per node declared dead ("node" is the dead one).
   using FailureHandler = std::function<void(const Node& node, const Status& why)>;
+  // Called on the receiving thread once, when the running job ends on this node for "why": the
+  // scheduler ended it (for a node's death, whose requests already failed through the
+  // FailureHandler), or this node lost the scheduler (then every call fails from now on).
+  // Not called for start-up failures, which Register() returns.
+  using FatalHandler = std::function<void(const Status& why)>;
 
-  // A van of the given transport; "zmq" is the one there is. Starts nothing.
+  // A van over a transport of the given type ("zmq"). Starts nothing.
   static std::unique_ptr<Van> Create(const std::string& type = "zmq");
-  virtual ~Van();
+  // A van over "transport". Starts nothing.
+  explicit Van(std::unique_ptr<Transport> transport);
+  // Stops the van if it still runs.
+  ~Van();
+
+  Van(const Van&) = delete;
+  Van& operator=(const Van&) = delete;
 
   // Binds this node's socket and starts the van thread. Does not wait for other nodes.
   // Fails with a clear message on a busy scheduler port or an unusable host.
-  Status Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure);
+  Status Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure,
+               FatalHandler on_fatal);
 
   // Registers one customer of this node with the scheduler and blocks until every node of the
   // job has registered, or start-up fails (the scheduler's deadline, a TERMINATE, or this
@@ -79,15 +106,24 @@ class Van {
   Status Register(int customer_id);
 
   // Blocks until every customer of every node in "group" has entered this barrier, or a node of
-  // the group is dead. "finalize" marks Finalize's barrier: after it heartbeats stop.
+  // the group is dead. "finalize" marks Finalize's barrier: after it, nodes may leave.
   // REQUIRES: Register() succeeded; one barrier at a time per customer.
   Status Barrier(int customer_id, int group, bool finalize = false);
 
-  // Sends "msg" to msg.meta.recver (a node id), filling in the sender. Thread-safe.
-  // Returns the bytes sent, or -1 if the message could not be sent.
+  // Sends "msg" to msg.meta.recver (a node id), filling in the sender. Thread-safe. Fails with
+  // a message that names the receiver (kIOError) or, after Stop, with kShutdown.
+  Status TrySend(Message& msg, size_t* bytes = nullptr);
+  // ps-lite's form: the bytes sent, or -1 (the reason is logged).
   int Send(Message& msg);
 
-  // Stops the van thread and closes the transport. Idempotent.
+  // Tells the job that this node gives up for "why", before it exits: a node tells the
+  // scheduler, which ends the job naming it; the scheduler ends the job itself. Does nothing
+  // before the job started or after the final barrier. Thread-safe; does not block.
+  void ReportFailure(const Status& why);
+
+  // Stops the van thread and closes the transport. Idempotent; safe from any thread, a
+  // handler on the receiving thread included (the thread is then joined by a later Stop or
+  // the destructor).
   void Stop();
 
   // Receives and processes messages on the calling thread until "done" returns true, instead of
@@ -99,16 +135,18 @@ class Van {
   bool ReceiveUntil(const std::function<bool()>& done);
   // True on the thread that currently receives for this van: the van thread, or a caller inside
   // ReceiveUntil. Handlers run there, and must not wait for a response.
-  bool IsReceivingThread() const;
+  bool IsReceivingThread() const { return baton_.HeldByThisThread(); }
 
   // Feeds raw frames [meta][data...] from the network into the receive path: validates, then
-  // dispatches or drops. Called by the receiving thread; public so that tests can feed bytes.
+  // dispatches or drops. REQUIRES: the receiving thread; public so that tests can feed bytes.
   void ProcessFrames(std::vector<SArray<char>>&& frames);
 
   // This node; its id is Node::kEmpty until registration completes.
   Node my_node() const;
   // Every node of the job, scheduler first, once registration completed.
   std::vector<Node> nodes() const;
+  // "server 1 (node 10 at host:port)", or "node 10" for an id not in the job.
+  std::string NodeName(int id) const;
   // OK while node "id" is alive, else why it is considered dead.
   Status NodeStatus(int id) const;
   // A failure that ends the whole job on this node (start-up failed, TERMINATE), or OK.
@@ -122,64 +160,57 @@ class Van {
   // Drops a message for reason "r": counts it, and logs the first of each reason.
   void Drop(DropReason r, const std::string& detail);
 
- protected:
-  Van();
-
-  // ---- the transport ----
-  // Binds the receiving socket on "port" (0: one the OS chooses) and reports the bound port.
-  virtual Status Bind(int port, int* bound_port) = 0;
-  // Records where node "id" listens; a later send to "id" connects there. Thread-safe.
-  virtual void SetAddress(int id, const std::string& host, int port) = 0;
-  // Sends one message to node "id". Thread-safe. Returns bytes sent or -1.
-  virtual int SendFrames(int id, const std::string& meta,
-                         const std::vector<SArray<char>>& data) = 0;
-  // Waits up to "timeout_ms" for one message; false on timeout or Wake().
-  // REQUIRES: the receiving thread (recv_mu_ held).
-  virtual bool RecvFrames(std::vector<SArray<char>>* frames, int timeout_ms) = 0;
-  // Makes a blocked RecvFrames() return. Thread-safe.
-  virtual void Wake() = 0;
-  // Closes every socket, waiting at most linger_ms for unsent messages. After the thread joined.
-  virtual void CloseTransport() = 0;
-
-  const VanOptions& options() const { return options_; }
-
  private:
+  enum class State { kCreated, kRunning, kStopping, kStopped };
+
   void Loop();
   // Receives at most one message (waiting up to the next tick), delivers messages to this node
-  // itself, and ticks when due. REQUIRES: recv_mu_ held.
+  // itself, and ticks when due. REQUIRES: the baton.
   void ReceiveOnce();
   void Tick();
+  void OnPeerEvent(int id, bool connected);
   void Dispatch(Message&& msg);
   void ProcessControlAtScheduler(Message& msg);
   void ProcessControlAtNode(Message& msg);
   void ProcessAddNode(const Message& msg);
   void ProcessBarrier(const Message& msg);
-  void ReleaseBarrier(int group, bool ok, const std::string& reason);
   void SetBarrierResult(int customer_id, const Status& s);
   void FailStart(const Status& why);
+  // Declares node "id" dead: records why, tells the other nodes (on the scheduler) and the
+  // handler; on the scheduler, then ends the job.
   void MarkDead(int id, const Status& why);
+  // Ends the running job on this node for "why", caused by the death of "failed_node" (0: of
+  // none); on the scheduler, tells every node first.
+  void EndJob(const Status& why, int failed_node);
   void SendControl(int recver, Control control, bool request, int customer_id = 0);
   // First dead node of "group" (or the scheduler), if any. REQUIRES: mu_ held.
   Status GroupStatusLocked(int group) const;
-  int Participants(int group) const;
+  std::string NodeNameLocked(int id) const;
+
+  // Constant after construction.
+  const std::unique_ptr<Transport> transport_;  // thread-safe as its header says
 
   // Constant after Start().
   VanOptions options_;
   DataHandler on_data_;
   FailureHandler on_failure_;
+  FatalHandler on_fatal_;
   bool is_scheduler_ = false;
   Clock::time_point start_time_;
-  std::thread thread_;
 
-  std::atomic<bool> running_{false};  // Start() started the van thread
+  std::atomic<State> state_{State::kCreated};
   std::atomic<bool> ready_{false};
   std::atomic<int> my_id_{Node::kEmpty};  // my_node_.id, for Send without mu_
-  std::atomic<bool> stop_{false};         // the van thread should end
-  std::atomic<bool> closed_{false};       // the transport is closed: nothing can be sent
-  std::atomic<bool> finalizing_{false};
+  std::atomic<bool> finalizing_{false};   // past the final barrier: nodes may leave
+  std::atomic<bool> job_ended_{false};    // EndJob ran
   std::atomic<uint64_t> dropped_[static_cast<int>(DropReason::kNumReasons)] = {};
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_received_{0};
+
+  // The thread, joined by a Stop on another thread; protected by join_mu_, which the van
+  // thread never takes.
+  std::mutex join_mu_;
+  std::thread thread_;
 
   // Protected by mu_.
   mutable std::mutex mu_;
@@ -191,40 +222,28 @@ class Van {
   std::unordered_map<int, std::unique_ptr<Status>> barrier_result_;  // customer -> result
   bool logged_drop_[static_cast<int>(DropReason::kNumReasons)] = {};
 
+  // The van thread's id, for Stop to know it is called there (it cannot join itself).
+  std::atomic<std::thread::id> van_thread_id_{};
+
   // Messages to this node itself, delivered by the receiving thread. Protected by local_mu_.
   std::mutex local_mu_;
   std::deque<Message> local_;
 
-  // The receive socket has one user at a time, the receiver: the van thread, or a caller in
-  // ReceiveUntil (then caller_receives_ is set and the van thread sleeps on lead_cv_).
-  // Whoever holds recv_mu_ receives, so the state below is touched under recv_mu_ only.
-  std::mutex recv_mu_;
-  std::atomic<bool> caller_receives_{false};
-  std::mutex lead_mu_;  // with lead_cv_: the van thread waits while a caller receives
-  std::condition_variable lead_cv_;
-
-  // Protected by recv_mu_ (the receiving thread's).
+  // Who receives; the state below belongs to the baton's holder and needs no other lock.
+  // Exception: nodes_ and dead_ change on the receiving thread only (under mu_), so the
+  // receiving thread reads them without mu_.
+  ReceiveBaton baton_;
+  Transport::PeerEvent on_peer_event_;  // set by Start
   int tick_ms_ = 200;
   Clock::time_point next_tick_;
   std::vector<Message> early_;  // data that arrived before the node list
   Clock::time_point next_heartbeat_;
   Clock::time_point last_heard_scheduler_;
-  // Scheduler's registration and barrier state.
-  struct Registration {
-    Node node;  // with its id
-    int customers = 0;
-  };
-  std::map<std::string, Registration> registered_;  // host:port -> node
-  int registered_count_[2] = {0, 0};                // customers per role (SERVER, WORKER)
-  int node_count_[2] = {0, 0};                      // distinct nodes per role
-  int next_reject_id_ = -1000;                      // throwaway ids of rejected nodes
-  std::map<int, Clock::time_point> last_seen_;      // node id -> last message
-  struct BarrierEntry {
-    int node_id;
-    int customer_id;
-    bool finalize;
-  };
-  std::map<int, std::vector<BarrierEntry>> barriers_;  // group -> who entered
+  std::map<int, Clock::time_point> disconnected_;  // watched peer -> when its connection broke
+  // The scheduler's.
+  std::unique_ptr<SchedulerBook> book_;
+  int next_reject_id_ = -1000;                  // throwaway ids of rejected nodes
+  std::map<int, Clock::time_point> last_seen_;  // node id -> last message
 };
 
 }  // namespace ps

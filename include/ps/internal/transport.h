@@ -1,0 +1,59 @@
+// Transport moves the frames of messages between nodes: one receiving endpoint per node, and a
+// way to send to every peer by its node id. The van (ps/internal/van.h) runs the control
+// protocol on top of a transport; the transport knows nothing of messages, only frames.
+//
+// This is the seam for fault injection: the Postoffice takes its transport from a factory
+// (Postoffice::set_transport_factory), and tests wrap the real one (ZeroMQ) in a transport
+// that drops, delays, duplicates or reorders messages (tests/common/fault_injecting_transport.h).
+//
+// Threads: Recv() and the peer events it reports run on the receiving thread only, one at a
+// time (the van hands that role from thread to thread; see Van::ReceiveUntil). Send(),
+// SetAddress() and Wake() may be called from any thread. Close() may be called from any thread,
+// once the receiving thread no longer receives; after it Send() fails with kShutdown.
+#ifndef PS_INTERNAL_TRANSPORT_H_
+#define PS_INTERNAL_TRANSPORT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ps/sarray.h"
+#include "ps/status.h"
+
+namespace ps {
+
+class Transport {
+ public:
+  // What the transport saw of the connection to a watched peer: "connected" false when it
+  // broke, true when it was made again.
+  using PeerEvent = std::function<void(int id, bool connected)>;
+
+  // The transport named "type"; "zmq" is the one there is. Starts nothing.
+  static std::unique_ptr<Transport> Create(const std::string& type);
+  virtual ~Transport() = default;
+
+  // Binds the receiving endpoint on "port" (0: one the OS chooses) and reports the bound port.
+  // Closing waits at most "linger_ms" for unsent messages.
+  virtual Status Bind(int port, int linger_ms, int* bound_port) = 0;
+  // Records where node "id" listens; a later Send to "id" connects there. With "watch", the
+  // connection is watched and its breaking reported by Recv. Thread-safe.
+  virtual void SetAddress(int id, const std::string& host, int port, bool watch) = 0;
+  // Sends the frames [meta][data...] to node "id" and adds their size to "bytes". Fails, saying
+  // why, when the peer is unknown, the transport is closed or the send itself fails.
+  // Thread-safe.
+  virtual Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
+                      size_t* bytes) = 0;
+  // Waits up to "timeout_ms" for one message and returns its frames; false on timeout, on
+  // Wake(), or when only peer events came, which it passes to "on_event" first.
+  // REQUIRES: the receiving thread.
+  virtual bool Recv(std::vector<SArray<char>>* frames, int timeout_ms,
+                    const PeerEvent& on_event) = 0;
+  // Makes a blocked Recv() return. Thread-safe.
+  virtual void Wake() = 0;
+  // Closes every endpoint, waiting at most the linger for unsent messages. Idempotent.
+  virtual void Close() = 0;
+};
+
+}  // namespace ps
+#endif  // PS_INTERNAL_TRANSPORT_H_

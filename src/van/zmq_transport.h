@@ -1,0 +1,90 @@
+// ZMQTransport is the transport over ZeroMQ. Each node binds one ROUTER socket that receives
+// everything; it sends through one DEALER socket per peer, created on first use. Data frames go
+// out zero-copy (the frame keeps a reference to the SArray buffer) and come in zero-copy (the
+// SArray keeps the received ZeroMQ frame alive).
+//
+// A watched peer's DEALER has a socket monitor: its connection breaking (the peer's process
+// died, so the kernel closed its sockets) and being made again are reported by Recv.
+//
+// Thread safety: the ROUTER and the monitors' sockets are used by the receiving thread only;
+// each DEALER is used under its peer's mutex, so Send may be called from any thread. Close
+// takes close_mu_ exclusively, every Send holds it shared: a send never meets a closing socket.
+// Lock order: close_mu_, then peers_mu_, then a peer's mu, then monitors_mu_.
+#ifndef PS_VAN_ZMQ_TRANSPORT_H_
+#define PS_VAN_ZMQ_TRANSPORT_H_
+
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "ps/internal/transport.h"
+
+namespace ps {
+
+class ZMQTransport : public Transport {
+ public:
+  ZMQTransport() = default;  // starts nothing; the context is made by Bind()
+  ~ZMQTransport() override { Close(); }
+
+  Status Bind(int port, int linger_ms, int* bound_port) override;
+  void SetAddress(int id, const std::string& host, int port, bool watch) override;
+  Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
+              size_t* bytes) override;
+  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms, const PeerEvent& on_event) override;
+  void Wake() override;
+  void Close() override;
+
+ private:
+  struct Peer {
+    Peer(std::string addr, bool w) : address(std::move(addr)), watch(w) {}
+    const std::string address;
+    const bool watch;
+    std::mutex mu;  // protects socket
+    std::unique_ptr<zmq::socket_t> socket;
+  };
+  struct Monitor {
+    int id;
+    std::unique_ptr<zmq::socket_t> socket;  // PAIR, receives the DEALER's events
+  };
+
+  // Creates peer "id"'s DEALER (and its monitor when watched). REQUIRES: peer.mu held.
+  void Connect(int id, Peer* peer);
+  // Reads the monitors' pending events, without waiting. REQUIRES: the receiving thread.
+  void ReadEvents(const PeerEvent& on_event);
+  // Receives one message that poll said is there. REQUIRES: the receiving thread.
+  bool RecvMessage(std::vector<SArray<char>>* frames, bool wait);
+
+  // Constant after Bind().
+  std::unique_ptr<zmq::context_t> context_;
+  std::string wake_endpoint_;
+  int linger_ms_ = 0;
+
+  // The receiving thread's (after Bind).
+  std::unique_ptr<zmq::socket_t> receiver_;
+  std::vector<Monitor> monitors_;
+  unsigned messages_since_events_ = 0;
+
+  // Exclusive in Close, shared in Send; protects closed_ and the sockets' existence.
+  std::shared_mutex close_mu_;
+  bool closed_ = false;
+
+  // Protected by wake_mu_.
+  std::mutex wake_mu_;
+  std::unique_ptr<zmq::socket_t> waker_;
+
+  // Protected by peers_mu_.
+  std::mutex peers_mu_;
+  std::unordered_map<int, std::shared_ptr<Peer>> peers_;
+
+  // Monitors made by senders, taken over by the receiving thread. Protected by monitors_mu_.
+  std::mutex monitors_mu_;
+  std::vector<Monitor> new_monitors_;
+  int monitor_count_ = 0;
+};
+
+}  // namespace ps
+#endif  // PS_VAN_ZMQ_TRANSPORT_H_

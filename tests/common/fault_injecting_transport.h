@@ -1,0 +1,210 @@
+// FaultInjectingTransport wraps a real transport (ZeroMQ) and misbehaves on purpose, the way
+// leveldb's fault-injecting Env does for files: it drops, delays, duplicates or reorders a
+// chosen share of the messages this node receives, cuts one peer off (its messages vanish both
+// ways, as if it hung), or makes sends to a peer fail. Decisions come from a seeded generator,
+// so a failing run can be repeated.
+//
+// Use: node->set_transport_factory(FaultInjectingTransport::Factory(options, &handle)) before
+// Start; "handle" then points at the transport, to change the faults while the job runs and to
+// read what it did.
+//
+// Threads: Recv runs on the node's receiving thread only (the delay and reorder queues are that
+// thread's); Send, the setters and the counters may be used from any thread.
+#ifndef PS_TESTS_COMMON_FAULT_INJECTING_TRANSPORT_H_
+#define PS_TESTS_COMMON_FAULT_INJECTING_TRANSPORT_H_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "message/codec.h"
+#include "ps/internal/postoffice.h"
+#include "ps/internal/transport.h"
+
+namespace ps {
+namespace test {
+
+class FaultInjectingTransport : public Transport {
+ public:
+  struct Options {
+    uint64_t seed = 1;
+    // Shares of received messages, each from 0 to 1, that are dropped, duplicated (delivered
+    // twice), delayed (by delay_ms) or reordered (held back until the next message passed).
+    double drop = 0;
+    double duplicate = 0;
+    double delay = 0;
+    double reorder = 0;
+    int delay_ms = 20;
+    // Faults hit data messages only; with this, control messages (registration, barriers,
+    // heartbeats) too.
+    bool control_too = false;
+  };
+  struct Counts {
+    uint64_t passed = 0, dropped = 0, duplicated = 0, delayed = 0, reordered = 0, cut = 0;
+    uint64_t failed_sends = 0;
+  };
+
+  FaultInjectingTransport(std::unique_ptr<Transport> inner, const Options& options)
+      : inner_(std::move(inner)), options_(options), rng_(options.seed) {}
+
+  // A factory for Postoffice::set_transport_factory over the real transport. "handle", if
+  // given, is set to the transport it makes.
+  static Postoffice::TransportFactory Factory(const Options& options,
+                                              std::atomic<FaultInjectingTransport*>* handle) {
+    return [options, handle] {
+      auto* t = new FaultInjectingTransport(Transport::Create("zmq"), options);
+      if (handle) *handle = t;
+      return std::unique_ptr<Transport>(t);
+    };
+  }
+
+  // Messages from and to node "id" vanish from now on (0: none): to the others it hangs.
+  void CutOff(int id) { cut_ = id; }
+  // Sends to node "id" fail from now on (0: none).
+  void FailSendsTo(int id) { fail_sends_to_ = id; }
+  // Changes the shares of faults while the job runs.
+  void SetOptions(const Options& options) {
+    std::lock_guard<std::mutex> lk(mu_);
+    options_ = options;
+  }
+  Counts counts() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return counts_;
+  }
+
+  Status Bind(int port, int linger_ms, int* bound_port) override {
+    return inner_->Bind(port, linger_ms, bound_port);
+  }
+  void SetAddress(int id, const std::string& host, int port, bool watch) override {
+    inner_->SetAddress(id, host, port, watch);
+  }
+  Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
+              size_t* bytes) override {
+    if (id != 0 && id == fail_sends_to_.load()) {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++counts_.failed_sends;
+      return Status::IOError("injected send failure");
+    }
+    if (id != 0 && id == cut_.load()) {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++counts_.cut;
+      return Status::OK();  // gone without a trace, as into a hung peer
+    }
+    return inner_->Send(id, meta, data, bytes);
+  }
+  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms,
+            const PeerEvent& on_event) override {
+    if (TakeDue(frames)) return true;
+    auto until = Now() + std::chrono::milliseconds(timeout_ms);
+    if (!delayed_.empty()) until = std::min(until, delayed_.front().first);
+    if (!held_.empty()) until = std::min(until, held_since_ + kHoldAtMost);
+    int wait = static_cast<int>(std::max<long>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(until - Now()).count()));
+    std::vector<SArray<char>> got;
+    if (inner_->Recv(&got, wait, on_event)) return Decide(std::move(got), frames);
+    return TakeDue(frames);
+  }
+  void Wake() override { inner_->Wake(); }
+  void Close() override { inner_->Close(); }
+
+ private:
+  using Time = std::chrono::steady_clock::time_point;
+  // A message held for reordering waits at most this long for one to overtake it.
+  static constexpr std::chrono::milliseconds kHoldAtMost{20};
+  static Time Now() { return std::chrono::steady_clock::now(); }
+
+  // A due message from the delay queue or the duplicates, if any.
+  bool TakeDue(std::vector<SArray<char>>* frames) {
+    if (!ready_.empty()) {
+      *frames = std::move(ready_.front());
+      ready_.pop_front();
+      return true;
+    }
+    if (!delayed_.empty() && delayed_.front().first <= Now()) {
+      *frames = std::move(delayed_.front().second);
+      delayed_.pop_front();
+      return true;
+    }
+    if (!held_.empty() && Now() >= held_since_ + kHoldAtMost) {
+      // Nothing overtook it in time: it goes now.
+      *frames = std::move(held_);
+      held_.clear();
+      return true;
+    }
+    return false;
+  }
+
+  // Decides the fate of one received message; true when "frames" is to be delivered now.
+  bool Decide(std::vector<SArray<char>>&& got, std::vector<SArray<char>>* frames) {
+    Meta meta;
+    bool parsed = !got.empty() && DecodeMeta(got[0].data(), got[0].size(), &meta).ok();
+    std::lock_guard<std::mutex> lk(mu_);
+    if (parsed && meta.sender != 0 && meta.sender == cut_.load()) {
+      ++counts_.cut;
+      return false;
+    }
+    if (!parsed || (!meta.control.empty() && !options_.control_too)) {
+      *frames = std::move(got);
+      return true;
+    }
+    double r = std::uniform_real_distribution<double>(0, 1)(rng_);
+    if ((r -= options_.drop) < 0) {
+      ++counts_.dropped;
+      return false;
+    }
+    if ((r -= options_.duplicate) < 0) {
+      ++counts_.duplicated;
+      ready_.push_back(got);
+      *frames = std::move(got);
+      return true;
+    }
+    if ((r -= options_.delay) < 0) {
+      ++counts_.delayed;
+      delayed_.emplace_back(Now() + std::chrono::milliseconds(options_.delay_ms), std::move(got));
+      return false;
+    }
+    if ((r -= options_.reorder) < 0 && held_.empty()) {
+      ++counts_.reordered;
+      held_ = std::move(got);
+      held_since_ = Now();
+      return false;
+    }
+    ++counts_.passed;
+    *frames = std::move(got);
+    // The held one goes right after the one that overtook it.
+    if (!held_.empty()) {
+      ready_.push_back(std::move(held_));
+      held_.clear();
+    }
+    return true;
+  }
+
+  const std::unique_ptr<Transport> inner_;
+  std::atomic<int> cut_{0};
+  std::atomic<int> fail_sends_to_{0};
+
+  // Protected by mu_.
+  mutable std::mutex mu_;
+  Options options_;
+  std::mt19937_64 rng_;
+  Counts counts_;
+
+  // The receiving thread's.
+  std::deque<std::vector<SArray<char>>> ready_;                        // due now, in order
+  std::deque<std::pair<Time, std::vector<SArray<char>>>> delayed_;  // by due time (one delay)
+  std::vector<SArray<char>> held_;  // reordered: waits for one to overtake it
+  Time held_since_;
+};
+
+}  // namespace test
+}  // namespace ps
+#endif  // PS_TESTS_COMMON_FAULT_INJECTING_TRANSPORT_H_

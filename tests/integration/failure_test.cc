@@ -1,0 +1,320 @@
+// The failure matrix, inside one process: user code on the receiving thread, nodes that die,
+// hang or give up, sends that fail, stops from any thread, and a transport that drops, delays,
+// duplicates and reorders messages (tests/common/fault_injecting_transport.h).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+#include "common/fault_injecting_transport.h"
+#include "common/test_util.h"
+#include "ps/kv_app.h"
+
+namespace ps {
+namespace {
+
+constexpr int kServersAndWorkers = kServerGroup + kWorkerGroup;
+const test::Env kFastHeartbeat = {{"PS_HEARTBEAT_INTERVAL", "0.1"},
+                                  {"PS_HEARTBEAT_TIMEOUT", "1"}};
+
+// Runs "fn" and fails the test if it does not return within "seconds": a deadlock ends the
+// test binary (a hung thread cannot be joined) instead of hanging the suite.
+void WithinSeconds(double seconds, const std::string& what, const std::function<void()>& fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> f = done->get_future();
+  std::thread t([fn, done] {
+    fn();
+    done->set_value();
+  });
+  if (f.wait_for(std::chrono::duration<double>(seconds)) != std::future_status::ready) {
+    ADD_FAILURE() << what << " did not finish within " << seconds << " s (deadlock?)";
+    std::fprintf(stderr, "%s: hung; ending the test binary\n", what.c_str());
+    std::_Exit(1);
+  }
+  t.join();
+}
+
+// A job of one server with the default handle and "workers" workers; "work" runs on each
+// worker with its KVWorker.
+void RunKVJob(int servers, int workers, const std::function<void(Postoffice*, KVWorker<float>*)>& work,
+              const test::Env& extra = {},
+              const std::function<void(Postoffice*, const std::string&, int)>& setup = nullptr) {
+  test::LocalJob job(servers, workers, extra);
+  if (setup) {
+    int counts[3] = {0, 0, 0};
+    for (int i = 0; i < job.num_nodes(); ++i) {
+      std::string role = i == 0 ? "scheduler" : i <= servers ? "server" : "worker";
+      int r = i == 0 ? 0 : i <= servers ? 1 : 2;
+      setup(job.node(i), role, counts[r]++);
+    }
+  }
+  job.Run([&](Postoffice* po, const std::string& role, int) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "server") {
+      KVServer<float> server(0, po);
+      server.set_request_handle(KVServerDefaultHandle<float>());
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+    } else if (role == "worker") {
+      KVWorker<float> kv(0, 0, po);
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      work(po, &kv);
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+    }
+    EXPECT_TRUE(po->TryFinalize(0).ok());
+  });
+}
+
+// Defect 1: the registry's lock was held while a callback ran, so a callback that made a
+// second app re-entered AddCustomer and deadlocked.
+TEST(Failure, CallbackMayConstructAndDestroyApps) {
+  WithinSeconds(30, "a push whose callback constructs and destroys a KVWorker", [] {
+    RunKVJob(1, 1, [](Postoffice* po, KVWorker<float>* kv) {
+      std::atomic<bool> made{false};
+      int ts = kv->Push({1, 2}, {1, 2}, {}, 0, [&] {
+        auto* other = new KVWorker<float>(1, 0, po);
+        SimpleApp app(2, 0, po);
+        delete other;
+        made = true;
+      });
+      EXPECT_TRUE(kv->TryWait(ts).ok());
+      EXPECT_TRUE(made.load());
+      std::vector<float> out;
+      EXPECT_TRUE(kv->TryWait(kv->Pull({1, 2}, &out)).ok());
+      EXPECT_EQ(out, (std::vector<float>{1, 2}));
+    });
+  });
+}
+
+// Defect 3: Finalize returned before every request the node received had been handled.
+TEST(Failure, FinalizeReturnsOnlyAfterEveryRequestWasHandled) {
+  const int kRequests = 20;
+  test::LocalJob job(2, 2);
+  std::atomic<int> counted[2] = {{0}, {0}};
+  std::atomic<int> checked{0};
+  job.Run([&](Postoffice* po, const std::string& role, int index) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "server") {
+      SimpleApp app(0, 0, po);
+      app.set_request_handle([&, index](const SimpleData& req, SimpleApp* a) {
+        a->Response(req);
+        // Work after answering (a handler that logs or updates state): Finalize must wait.
+        std::this_thread::sleep_for(std::chrono::milliseconds(req.head == kRequests - 1 ? 300 : 0));
+        ++counted[index];
+      });
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      ASSERT_TRUE(po->TryFinalize(0).ok());
+      EXPECT_EQ(counted[index].load(), 2 * kRequests) << "server " << index;
+      ++checked;
+      return;
+    }
+    if (role == "worker") {
+      SimpleApp app(0, 0, po);
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      for (int i = 0; i < kRequests; ++i) {
+        ASSERT_TRUE(app.TryWait(app.Request(i, "", kServerGroup)).ok());
+      }
+    }
+    ASSERT_TRUE(po->TryFinalize(0).ok());
+  });
+  EXPECT_EQ(checked.load(), 2);
+}
+
+// Defect 4: a request whose send failed waited forever; now it fails naming the peer.
+TEST(Failure, FailedSendFailsTheRequestNamingThePeer) {
+  std::atomic<test::FaultInjectingTransport*> worker_transport{nullptr};
+  WithinSeconds(30, "a push whose send fails", [&] {
+    RunKVJob(
+        2, 1,
+        [&](Postoffice* po, KVWorker<float>* kv) {
+          ASSERT_TRUE(kv->TryWait(kv->Push({1, kMaxKey}, {1, 2})).ok());
+          worker_transport.load()->FailSendsTo(Postoffice::ServerRankToID(1));
+          Status s = kv->TryWait(kv->Push({1, kMaxKey}, {1, 2}));
+          EXPECT_EQ(s.code(), Status::Code::kIOError) << s.message();
+          EXPECT_NE(s.message().find("cannot send to server 1 (node 10 at "), std::string::npos)
+              << s.message();
+          EXPECT_NE(s.message().find("injected send failure"), std::string::npos) << s.message();
+          // The same for a SimpleApp request, and the other server still answers.
+          SimpleApp app(0, 1, po);  // answered by the KVServer of app 0
+          s = app.TryWait(app.Request(0, "", kServerGroup));
+          EXPECT_NE(s.message().find("cannot send to server 1"), std::string::npos) << s.message();
+          worker_transport.load()->FailSendsTo(0);
+          std::vector<float> out;
+          ASSERT_TRUE(kv->TryWait(kv->Pull({1}, &out)).ok());
+          EXPECT_EQ(out, (std::vector<float>{2}));  // both pushes reached server 0
+        },
+        {}, [&](Postoffice* po, const std::string& role, int) {
+          if (role == "worker") {
+            po->set_transport_factory(test::FaultInjectingTransport::Factory({}, &worker_transport));
+          }
+        });
+  });
+}
+
+// Defect 5: Stop on the receiving thread joined itself; a send racing a close used sockets
+// being reset. Stop is now safe from any thread, and sends after it fail cleanly.
+TEST(Failure, StopFromTheReceivingThreadAndSendsAfterItFailCleanly) {
+  test::LocalJob job(1, 1);
+  job.Run([&](Postoffice* po, const std::string& role, int) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "worker") {
+      SimpleApp app(0, 0, po);
+      std::atomic<bool> stopped{false};
+      app.set_response_handle([&](const SimpleData&, SimpleApp*) {
+        EXPECT_TRUE(po->van()->IsReceivingThread());
+        po->van()->Stop();  // on the receiving thread
+        stopped = true;
+      });
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      std::atomic<bool> go{true};
+      std::thread sender([&] {
+        // Races the stop: every send either leaves or fails cleanly with kShutdown.
+        while (go) {
+          Message m;
+          m.meta.recver = kScheduler;
+          m.meta.control.cmd = Control::HEARTBEAT;
+          m.meta.request = true;
+          Status s = po->van()->TrySend(m);
+          if (!s.ok()) {
+            EXPECT_EQ(s.code(), Status::Code::kShutdown) << s.message();
+            break;
+          }
+        }
+      });
+      app.Request(0, "", kServerGroup);
+      ASSERT_TRUE(test::WaitFor([&] { return stopped.load(); }, 10));
+      go = false;
+      sender.join();
+      Message m;
+      m.meta.recver = 8;
+      EXPECT_EQ(po->van()->TrySend(m).code(), Status::Code::kShutdown);
+      EXPECT_EQ(po->van()->Send(m), -1);
+      po->van()->Stop();  // again, from another thread: joins the van thread
+      EXPECT_FALSE(po->TryFinalize(0).ok());
+      return;
+    }
+    if (role == "server") {
+      SimpleApp app(0, 0, po);  // answers with the default handle
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      // The worker's van stopped: it left the job, which the others notice and report.
+      Status s = po->TryBarrier(0, kServersAndWorkers);
+      EXPECT_EQ(s.code(), Status::Code::kNodeFailed) << s.message();
+      EXPECT_NE(s.message().find("worker 0 (node 9"), std::string::npos) << s.message();
+    }
+    EXPECT_FALSE(po->TryFinalize(0).ok());
+  });
+}
+
+// Defect 2: a node that gives up says why, and every other node learns it at once.
+TEST(Failure, NodeThatGivesUpTellsEveryNodeWhy) {
+  test::LocalJob job(1, 2);
+  std::mutex mu;
+  std::vector<std::string> errors;
+  std::string victim;
+  job.Run([&](Postoffice* po, const std::string& role, int index) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "worker" && index == 0) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        victim = po->van()->NodeName(po->van()->my_node().id);
+      }
+      po->van()->ReportFailure(Status::InvalidArgument("the training data is damaged"));
+      ASSERT_TRUE(test::WaitFor(
+          [&] {
+            std::lock_guard<std::mutex> lk(mu);
+            return errors.size() == 3;
+          },
+          10));
+      return;
+    }
+    auto t0 = Clock::now();
+    Status s = po->TryBarrier(0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup +
+                                                                                     kServerGroup);
+    // Told, not found out: well within the heartbeat timeout (10 s here).
+    EXPECT_LT(SecondsSince(t0), 3);
+    EXPECT_EQ(s.code(), Status::Code::kNodeFailed) << s.message();
+    std::lock_guard<std::mutex> lk(mu);
+    errors.push_back(s.message());
+  });
+  ASSERT_EQ(errors.size(), 3U);
+  for (const auto& e : errors) {
+    EXPECT_NE(e.find(victim + " failed: the training data is damaged"), std::string::npos) << e;
+  }
+}
+
+// A node that hangs (its messages vanish both ways, its connection stays) is found by
+// heartbeats; every other node is told which one it was.
+TEST(Failure, HungNodeIsFoundByHeartbeatsAndNamedToEveryNode) {
+  std::atomic<test::FaultInjectingTransport*> hung{nullptr};
+  test::LocalJob job(1, 2, kFastHeartbeat);
+  job.node(3)->set_transport_factory(test::FaultInjectingTransport::Factory({}, &hung));
+  std::mutex mu;
+  std::vector<std::string> errors;
+  std::atomic<bool> done{false};
+  std::string victim;
+  job.Run([&](Postoffice* po, const std::string& role, int index) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "worker" && index == 1) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        victim = po->van()->NodeName(po->van()->my_node().id);
+      }
+      hung.load()->CutOff(kScheduler);  // from now on it neither hears nor is heard
+      ASSERT_TRUE(test::WaitFor([&] { return done.load(); }, 20));
+      return;
+    }
+    auto t0 = Clock::now();
+    Status s = po->TryBarrier(0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup +
+                                                                                     kServerGroup);
+    EXPECT_LT(SecondsSince(t0), 1 + 3);
+    EXPECT_EQ(s.code(), Status::Code::kNodeFailed) << s.message();
+    std::lock_guard<std::mutex> lk(mu);
+    errors.push_back(s.message());
+    if (errors.size() == 3) done = true;
+  });
+  ASSERT_EQ(errors.size(), 3U);
+  for (const auto& e : errors) {
+    EXPECT_NE(e.find(victim + " sent no heartbeat"), std::string::npos) << e;
+  }
+}
+
+// Delayed, reordered and duplicated messages change nothing in the sums: responses are matched
+// by timestamp and sender, and a second copy of one is dropped and counted.
+TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
+  std::atomic<test::FaultInjectingTransport*> faults{nullptr};
+  test::FaultInjectingTransport::Options o;
+  o.seed = 7;
+  o.delay = 0.2;
+  o.delay_ms = 5;
+  o.reorder = 0.2;
+  o.duplicate = 0.2;
+  const int kRounds = 50;
+  uint64_t dropped = 0;
+  RunKVJob(
+      2, 1,
+      [&](Postoffice* po, KVWorker<float>* kv) {
+        kv->set_consistency(Consistency::Eventual());
+        std::vector<int> ts;
+        for (int i = 0; i < kRounds; ++i) ts.push_back(kv->Push({3, kMaxKey - 1}, {1, 2}));
+        for (int t : ts) ASSERT_TRUE(kv->TryWait(t).ok());
+        std::vector<float> out;
+        ASSERT_TRUE(kv->TryWait(kv->Pull({3, kMaxKey - 1}, &out)).ok());
+        EXPECT_EQ(out, (std::vector<float>{kRounds * 1.0f, kRounds * 2.0f}));
+        dropped = po->van()->dropped(DropReason::kUnroutable);
+      },
+      {}, [&](Postoffice* po, const std::string& role, int) {
+        if (role == "worker") {
+          po->set_transport_factory(test::FaultInjectingTransport::Factory(o, &faults));
+        }
+      });
+  auto c = faults.load()->counts();
+  EXPECT_GT(c.delayed, 0U);
+  EXPECT_GT(c.reordered, 0U);
+  EXPECT_GT(c.duplicated, 0U);
+  EXPECT_EQ(dropped, c.duplicated);  // every second copy, and nothing else
+}
+
+}  // namespace
+}  // namespace ps
