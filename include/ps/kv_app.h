@@ -247,15 +247,7 @@ class KVWorker : public SimpleApp {
     Status s = TryWait(timestamp);
     if (!s.ok()) postoffice_->Die(s);
   }
-  Status TryWait(int timestamp) {
-    Status s = obj_->TryWaitRequest(timestamp);
-    if (!s.ok()) {
-      // A failed request may never see its last response: drop what it left behind.
-      std::lock_guard<std::mutex> lk(mu_);
-      pending_.erase(timestamp);
-    }
-    return s;
-  }
+  Status TryWait(int timestamp) { return obj_->TryWaitRequest(timestamp); }
 
   // Replaces how keys are split over the servers. REQUIRES: no request in flight.
   void set_slicer(const Slicer& slicer) {
@@ -283,11 +275,8 @@ class KVWorker : public SimpleApp {
     key_filter_ = filter ? std::make_shared<KeyFilter>(filter) : nullptr;
   }
 
-  // Requests whose responses are not all in, here and in the customer (bookkeeping check).
-  size_t pending_requests() {
-    std::lock_guard<std::mutex> lk(mu_);
-    return pending_.size() + obj_->pending_size();
-  }
+  // Requests whose responses are not all in, and failures not waited for (bookkeeping check).
+  size_t pending_requests() { return obj_->pending_size(); }
 
   // The default split: server i gets the keys in ranges[i] (the last range includes its end),
   // with their values. Segments share the buffers of "send": nothing is copied.
@@ -325,17 +314,15 @@ class KVWorker : public SimpleApp {
   }
 
  private:
-  // One request whose responses are not all in.
-  struct Pending {
-    int expected = 0;  // responses
-    int received = 0;
+  // What a request needs besides its record in the customer's task table, attached to it.
+  struct Request {
     Callback cb;
     bool pull = false;
     Status error;                             // a response that could not be used
     std::vector<size_t> keys_of;              // by server rank: keys sent there
     std::vector<int> order;                   // server ranks in the order of their keys
     std::vector<KVPairs<Val>> got;            // by server rank: values received
-    std::function<Status(Pending*)> deliver;  // writes the pulled values to the outputs
+    std::function<Status(Request*)> deliver;  // writes the pulled values to the outputs
     std::vector<Message> sent;  // by server rank, with filters: the request before encoding
   };
 
@@ -394,7 +381,8 @@ class KVWorker : public SimpleApp {
     SlicedKVs sliced;
     (*slicer)(send, postoffice_->GetServerKeyRanges(), &sliced);
     const bool filtered = !filters_->empty();
-    Pending p;
+    auto req = std::make_shared<Request>();
+    Request& p = *req;
     p.cb = cb;
     p.pull = pull;
     p.keys_of.assign(sliced.size(), 0);
@@ -410,17 +398,16 @@ class KVWorker : public SimpleApp {
     }
     std::sort(first_keys.begin(), first_keys.end());
     for (const auto& fk : first_keys) p.order.push_back(fk.second);
-    p.expected = static_cast<int>(recvers.size());
     if (pull && left_out) {
       // Pulled into arrays of our own, then spread over the outputs with the left-out keys.
-      p.deliver = [outs, out_lens, n = keys.size(), kept = std::move(kept)](Pending* q) {
+      p.deliver = [outs, out_lens, n = keys.size(), kept = std::move(kept)](Request* q) {
         SArray<Val> got;
         SArray<int> got_lens;
         Status st = Deliver(q, kept.size(), &got, &got_lens);
         return st.ok() ? Expand(n, kept, got, got_lens, outs, out_lens) : st;
       };
     } else if (pull) {
-      p.deliver = [outs, out_lens, n = keys.size()](Pending* q) {
+      p.deliver = [outs, out_lens, n = keys.size()](Request* q) {
         return Deliver(q, n, outs, out_lens);
       };
     }
@@ -428,13 +415,12 @@ class KVWorker : public SimpleApp {
     const int ts = obj_->NewTask(recvers, opts.after);
     if (recvers.empty()) {
       // Nothing to send: the request finishes once "sent", with empty outputs.
-      auto deliver = std::make_shared<Pending>(std::move(p));
-      obj_->Submit(ts, [this, ts, deliver, pull] {
-        Status empty = pull ? deliver->deliver(deliver.get()) : Status::OK();
+      obj_->Submit(ts, [this, ts, req, pull] {
+        Status empty = pull ? req->deliver(req.get()) : Status::OK();
         if (!empty.ok()) {
           obj_->FailRequest(ts, empty);
-        } else if (deliver->cb) {
-          deliver->cb();
+        } else if (req->cb) {
+          req->cb();
         }
       });
       return ts;
@@ -462,10 +448,13 @@ class KVWorker : public SimpleApp {
       // Kept as it is before filtering, should a server's filter ask for it again.
       if (filtered) p.sent[i] = msg;
     }
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      pending_.emplace(ts, std::move(p));
-    }
+    // The last response delivers the pulled values, then runs the callback, before Wait returns.
+    obj_->Attach(ts, req, [req] {
+      Status st = req->error;
+      if (st.ok() && req->pull) st = req->deliver(req.get());
+      if (st.ok() && req->cb) req->cb();
+      return st;
+    });
     // Now, or once the requests it executes after finished.
     obj_->Submit(ts, [this, ts, filtered, msgs = std::move(msgs)]() mutable {
       for (Message& msg : msgs) {
@@ -562,7 +551,7 @@ class KVWorker : public SimpleApp {
 
   // Copies the pulled values, in key order, into the outputs.
   template <typename C, typename D>
-  static Status Deliver(Pending* p, size_t num_keys, C* vals, D* lens) {
+  static Status Deliver(Request* p, size_t num_keys, C* vals, D* lens) {
     // Without lens every key must have the same number of values.
     size_t total = 0;
     long k = -1;
@@ -643,7 +632,7 @@ class KVWorker : public SimpleApp {
     if (msg.meta.simple_app) return SimpleApp::Process(msg);
     if (msg.meta.request) return SendAgain(msg);
     const int ts = msg.meta.timestamp;
-    // Decoded before taking the lock: decompressing takes time.
+    // Decoded before the request is looked up: decompressing takes time.
     Status bad;
     Message decoded;
     const Message* m = &msg;
@@ -661,27 +650,16 @@ class KVWorker : public SimpleApp {
       }
       m = &decoded;
     }
-    std::unique_lock<std::mutex> lk(mu_);
-    auto it = pending_.find(ts);
-    if (it == pending_.end()) return;
-    Pending& p = it->second;
+    std::shared_ptr<Request> req = obj_->data<Request>(ts);
+    if (!req) return;
+    // Responses to one request are handled one at a time, on the receiving thread, and the
+    // request does not finish meanwhile: its state needs no lock.
+    Request& p = *req;
     const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
     if (!bad.ok() && p.error.ok()) p.error = bad;
     if (p.pull && rank < p.got.size() && p.error.ok()) {
       Status s = ParseResponse(*m, p.keys_of[rank], &p.got[rank]);
       if (!s.ok()) p.error = s;
-    }
-    if (++p.received < p.expected) return;
-    Pending done = std::move(p);
-    pending_.erase(it);
-    lk.unlock();
-    // The last response: deliver, then the callback, all before Wait returns.
-    Status s = done.error;
-    if (s.ok() && done.pull) s = done.deliver(&done);
-    if (!s.ok()) {
-      obj_->FailRequest(ts, s);
-    } else if (done.cb) {
-      done.cb();
     }
   }
 
@@ -697,17 +675,13 @@ class KVWorker : public SimpleApp {
       }
       return;
     }
-    Message again;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      auto it = pending_.find(notice.meta.timestamp);
-      // A request that finished or failed meanwhile needs nothing more.
-      if (it == pending_.end()) return;
-      const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(sender));
-      const std::vector<Message>& sent = it->second.sent;
-      if (rank >= sent.size() || sent[rank].meta.recver != sender) return;
-      again = sent[rank];
-    }
+    // A request that finished or failed meanwhile needs nothing more.
+    std::shared_ptr<Request> req = obj_->data<Request>(notice.meta.timestamp);
+    if (!req) return;
+    const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(sender));
+    const std::vector<Message>& sent = req->sent;  // constant once the request was sent
+    if (rank >= sent.size() || sent[rank].meta.recver != sender) return;
+    Message again = sent[rank];
     filters_->CountResend(notice.meta.filters[0].name);
     filters_->Encode(true, &again);
     postoffice_->van()->Send(again);
@@ -719,8 +693,7 @@ class KVWorker : public SimpleApp {
   // Protected by mu_.
   std::mutex mu_;
   std::shared_ptr<Slicer> slicer_;            // shared, so that a request can run it without mu_
-  std::shared_ptr<KeyFilter> key_filter_;     // likewise; null: every key is sent
-  std::unordered_map<int, Pending> pending_;  // timestamp -> request; erased when finished
+  std::shared_ptr<KeyFilter> key_filter_;  // likewise; null: every key is sent
 };
 
 template <typename Val>

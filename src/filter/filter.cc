@@ -40,42 +40,6 @@ bool ValidName(const std::string& name) {
   return true;
 }
 
-std::string Trim(const std::string& v) {
-  size_t b = v.find_first_not_of(" \t\n\r");
-  size_t e = v.find_last_not_of(" \t\n\r");
-  return b == std::string::npos ? "" : v.substr(b, e - b + 1);
-}
-
-// Parses "text" as a whole decimal integer.
-bool ParseLong(const std::string& text, long* out) {
-  std::string v = Trim(text);
-  char* end = nullptr;
-  errno = 0;
-  long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE) return false;
-  *out = n;
-  return true;
-}
-
-// Reads integer variable "key" ("def" when unset) within [min, max].
-Status ReadLong(const Environment& env, const char* key, long def, long min, long max, long* out) {
-  const char* raw = env.find(key);
-  if (!raw) {
-    *out = def;
-    return Status::OK();
-  }
-  long n;
-  if (!ParseLong(raw, &n)) {
-    return Status::InvalidArgument(std::string(key) + "=" + raw + " is not a number");
-  }
-  if (n < min || n > max) {
-    return Status::InvalidArgument(std::string(key) + "=" + raw + " is out of range (" +
-                                   std::to_string(min) + " to " + std::to_string(max) + ")");
-  }
-  *out = n;
-  return Status::OK();
-}
-
 }  // namespace
 
 bool RegisterFilter(const std::string& name, FilterFactory factory) {
@@ -118,26 +82,26 @@ Status CreateFilter(const std::string& name, const std::string& param, const Env
 
 Status ReadKeyCacheBytes(const Environment& env, size_t* bytes) {
   long mb;
-  Status s = ReadLong(env, "PS_KEY_CACHE_MB", kDefaultKeyCacheMB, 0, 1L << 24, &mb);
+  Status s = env.GetInt("PS_KEY_CACHE_MB", kDefaultKeyCacheMB, 0, 1L << 24, &mb);
   if (s.ok()) *bytes = static_cast<size_t>(mb) << 20;
   return s;
 }
 
 Status ReadCompressMinBytes(const Environment& env, size_t* bytes) {
   long n;
-  Status s = ReadLong(env, "PS_COMPRESS_MIN_BYTES", kDefaultCompressMinBytes, 0, 1L << 40, &n);
+  Status s = env.GetInt("PS_COMPRESS_MIN_BYTES", kDefaultCompressMinBytes, 0, 1L << 40, &n);
   if (s.ok()) *bytes = static_cast<size_t>(n);
   return s;
 }
 
 Status ParseFilterParam(const std::string& name, const std::string& param, long def, long min,
                         long max, long* out) {
-  if (Trim(param).empty()) {
+  if (Environment::Trim(param).empty()) {
     *out = def;
     return Status::OK();
   }
   long n;
-  if (!ParseLong(param, &n) || n < min || n > max) {
+  if (!Environment::ParseInt(param, &n) || n < min || n > max) {
     return Status::InvalidArgument(name + " takes a number from " + std::to_string(min) + " to " +
                                    std::to_string(max) + ", not \"" + param + "\"");
   }

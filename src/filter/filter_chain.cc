@@ -11,11 +11,6 @@
 namespace ps {
 namespace {
 
-std::string Trim(const std::string& v) {
-  size_t b = v.find_first_not_of(" \t\n\r");
-  size_t e = v.find_last_not_of(" \t\n\r");
-  return b == std::string::npos ? "" : v.substr(b, e - b + 1);
-}
 
 // Every node checks the filters' variables when it parses its configuration: a bad value stops
 // Start with a one-line error, whether or not this node's apps would use it.
@@ -159,15 +154,15 @@ FilterChain::~FilterChain() = default;
 Status FilterChain::Parse(const std::string& spec, const Environment& env,
                           std::vector<std::pair<std::string, std::string>>* filters) {
   filters->clear();
-  if (Trim(spec).empty()) return Status::OK();
+  if (Environment::Trim(spec).empty()) return Status::OK();
   std::stringstream in(spec);
   std::string entry;
   std::vector<std::string> known = RegisteredFilters();
   while (std::getline(in, entry, ',')) {
-    entry = Trim(entry);
+    entry = Environment::Trim(entry);
     size_t colon = entry.find(':');
-    std::string name = Trim(entry.substr(0, colon));
-    std::string param = colon == std::string::npos ? "" : Trim(entry.substr(colon + 1));
+    std::string name = Environment::Trim(entry.substr(0, colon));
+    std::string param = colon == std::string::npos ? "" : Environment::Trim(entry.substr(colon + 1));
     if (name.empty()) return Status::InvalidArgument("a filter without a name");
     for (const auto& f : *filters) {
       if (f.first == name) return Status::InvalidArgument("filter " + name + " is listed twice");
@@ -180,7 +175,7 @@ Status FilterChain::Parse(const std::string& spec, const Environment& env,
     }
     filters->emplace_back(name, param);
   }
-  if (Trim(spec).back() == ',') return Status::InvalidArgument("a filter without a name");
+  if (Environment::Trim(spec).back() == ',') return Status::InvalidArgument("a filter without a name");
   return Status::OK();
 }
 
@@ -207,7 +202,7 @@ Status FilterChain::Configure(const std::string& spec) {
     compressed = compressed || st.name == "zstd" || st.name == "lz4";
   }
   std::lock_guard<std::mutex> lk(mu_);
-  spec_ = Trim(spec);
+  spec_ = Environment::Trim(spec);
   stages_ = std::move(stages);
   return Status::OK();
 }

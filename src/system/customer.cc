@@ -20,45 +20,6 @@ Status CheckConsistencyConfig(const Environment& env) {
 
 }  // namespace
 
-Status Consistency::Parse(const std::string& spec, Consistency* out) {
-  auto bad = [&](const std::string& why) {
-    return Status::InvalidArgument("PS_CONSISTENCY=" + spec + ": " + why +
-                                   "; use sequential, bounded:N or eventual");
-  };
-  if (spec == "sequential") {
-    *out = Sequential();
-  } else if (spec == "eventual") {
-    *out = Eventual();
-  } else if (spec.compare(0, 8, "bounded:") == 0) {
-    const std::string n = spec.substr(8);
-    size_t used = 0;
-    long tau = -1;
-    try {
-      tau = std::stol(n, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (n.empty() || used != n.size() || tau < 0 || tau > (1 << 20)) {
-      return bad("the delay " + n + " is not a number from 0 to 1048576");
-    }
-    *out = BoundedDelay(static_cast<int>(tau));
-  } else {
-    return bad("unknown model");
-  }
-  return Status::OK();
-}
-
-std::string Consistency::ToString() const {
-  switch (model) {
-    case Model::kSequential:
-      return "sequential";
-    case Model::kBoundedDelay:
-      return "bounded:" + std::to_string(tau);
-    default:
-      return "eventual";
-  }
-}
-
 ConsistencyStats Customer::TaskCounters::Snapshot() const {
   ConsistencyStats s;
   s.requests = requests.load();
@@ -95,24 +56,27 @@ bool Customer::FailIfReceiverDeadLocked(int ts, const std::vector<int>& recvers)
   for (int id : recvers) {
     Status s = postoffice_->PeerStatus(id);
     if (!s.ok()) {
-      failed_[ts].status =
-          Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message());
+      std::vector<Ready> none;
+      table_.Fail(ts, Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message()),
+                  &none);
       return true;
     }
   }
   return false;
 }
 
+void Customer::NoteInFlightLocked() {
+  counters_->max_in_flight.store(table_.max_in_flight(), std::memory_order_relaxed);
+}
+
 int Customer::NewRequest(int recver) { return NewRequest(postoffice_->GetNodeIDs(recver)); }
 
 int Customer::NewRequest(const std::vector<int>& recvers) {
   std::lock_guard<std::mutex> lk(mu_);
-  int ts = next_timestamp_++;
+  int ts = table_.Issue();
   if (FailIfReceiverDeadLocked(ts, recvers)) return ts;
   if (recvers.empty()) return ts;  // nothing to wait for: finished at once
-  Pending& p = pending_[ts];
-  p.awaiting = recvers;
-  p.remaining = static_cast<int>(recvers.size());
+  table_.Create(ts, recvers, false);
   return ts;
 }
 
@@ -126,7 +90,7 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
     // The model may change meanwhile (set_consistency): read it each time.
     auto may_issue = [&] {
       const int w = consistency_.window();
-      return w == 0 || pending_.empty() || pending_.begin()->first > next_timestamp_ - w;
+      return w == 0 || table_.oldest_pending() > table_.next() - w;
     };
     if (!may_issue()) {
       auto start = Clock::now();
@@ -137,72 +101,61 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
           std::memory_order_relaxed);
     }
   }
-  const int ts = next_timestamp_++;
+  const int ts = table_.Issue();
   counters_->requests.fetch_add(1, std::memory_order_relaxed);
   if (FailIfReceiverDeadLocked(ts, recvers)) return ts;
   const std::string name = "request " + std::to_string(ts) + " failed: ";
+  std::vector<Ready> none;
   for (int a : after) {
     if (a < 0 || a >= ts) {
-      failed_[ts].status = Status::InvalidArgument(
-          name + "it executes after timestamp " + std::to_string(a) +
-          (a == ts ? ", itself" : ", which this customer has not issued yet"));
+      table_.Fail(ts,
+                  Status::InvalidArgument(
+                      name + "it executes after timestamp " + std::to_string(a) +
+                      (a == ts ? ", itself" : ", which this customer has not issued yet")),
+                  &none);
       return ts;
     }
-    auto f = failed_.find(a);
-    if (f != failed_.end()) {
-      failed_[ts].status = f->second.status.Prefixed(name + "it executes after request " +
-                                                     std::to_string(a) + ", which failed: ");
+    if (const Status* f = table_.failure(a)) {
+      table_.Fail(ts,
+                  f->Prefixed(name + "it executes after request " + std::to_string(a) +
+                              ", which failed: "),
+                  &none);
       return ts;
     }
   }
-  Pending& p = pending_[ts];
-  p.awaiting = recvers;
-  p.remaining = static_cast<int>(recvers.size());
-  p.submitted = false;
-  p.sent = false;
+  table_.Create(ts, recvers, true);
   std::vector<int> deps = after;
   std::sort(deps.begin(), deps.end());
   deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
+  bool deferred = false;
   for (int a : deps) {
-    auto it = pending_.find(a);
-    if (it == pending_.end()) continue;  // finished
-    it->second.dependents.emplace_back(ts, true);
-    ++p.blockers;
+    deferred = deferred || table_.pending(a);
+    table_.AddDependency(ts, a, true);
   }
   if (window > 0 && !may_block) {
     // Not held back (that would wait for this thread): queued behind the requests the model
     // says it follows.
-    for (auto it = pending_.begin(); it != pending_.end() && it->first <= ts - window; ++it) {
-      if (std::binary_search(deps.begin(), deps.end(), it->first)) continue;
-      it->second.dependents.emplace_back(ts, false);
-      ++p.blockers;
+    for (int p : table_.PendingUpTo(ts - window)) {
+      if (std::binary_search(deps.begin(), deps.end(), p)) continue;
+      table_.AddDependency(ts, p, false);
+      deferred = true;
     }
   }
-  if (p.blockers > 0) counters_->deferred.fetch_add(1, std::memory_order_relaxed);
+  if (deferred) counters_->deferred.fetch_add(1, std::memory_order_relaxed);
   return ts;
 }
 
-Customer::Ready Customer::SendLocked(int ts, Pending* p) {
-  p->sent = true;
-  p->in_flight = p->remaining > 0;
-  if (p->in_flight && ++in_flight_ > counters_->max_in_flight.load(std::memory_order_relaxed)) {
-    counters_->max_in_flight.store(in_flight_, std::memory_order_relaxed);
-  }
-  return Ready{ts, p->remaining == 0, std::move(p->send)};
+void Customer::Attach(int timestamp, std::shared_ptr<void> data, TaskTable::Complete complete) {
+  std::lock_guard<std::mutex> lk(mu_);
+  table_.Attach(timestamp, std::move(data), std::move(complete));
 }
 
 void Customer::Submit(int timestamp, std::function<void()> send) {
   std::vector<Ready> ready;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = pending_.find(timestamp);
-    if (it == pending_.end()) return;  // failed meanwhile: never sent
-    Pending& p = it->second;
-    CHECK(!p.submitted) << "task " << timestamp << " submitted twice";
-    p.submitted = true;
-    p.send = std::move(send);
-    if (p.blockers > 0) return;  // sent by whoever finishes the last blocker
-    ready.push_back(SendLocked(timestamp, &p));
+    table_.Submit(timestamp, std::move(send), &ready);
+    NoteInFlightLocked();
   }
   RunReady(std::move(ready));
 }
@@ -212,18 +165,34 @@ void Customer::RunReady(std::vector<Ready> ready) {
     std::sort(ready.begin(), ready.end(),
               [](const Ready& a, const Ready& b) { return a.timestamp < b.timestamp; });
     std::vector<Ready> more;
+    bool finished = false;
     for (Ready& r : ready) {
       if (r.send) r.send();
       if (!r.empty) continue;
       std::lock_guard<std::mutex> lk(mu_);
-      auto it = pending_.find(r.timestamp);
-      if (it != pending_.end()) FinishLocked(r.timestamp, it->second.status, &more);
+      table_.FinishEmpty(r.timestamp, &more);
+      NoteInFlightLocked();
+      finished = true;
     }
-    if (std::any_of(ready.begin(), ready.end(), [](const Ready& r) { return r.empty; })) {
-      cv_.notify_all();
-    }
+    if (finished) cv_.notify_all();
     ready = std::move(more);
   }
+}
+
+void Customer::Settle(int ts, TaskTable::Step step, TaskTable::Complete complete,
+                      std::vector<Ready> ready) {
+  if (step == TaskTable::Step::kComplete) {
+    // Without the lock: the completion delivers values and runs the user's callback.
+    Status result = complete();
+    std::lock_guard<std::mutex> lk(mu_);
+    table_.EndComplete(ts, result, &ready);
+    NoteInFlightLocked();
+    step = TaskTable::Step::kFinished;
+  }
+  // Outside the lock, so that the waiter does not wake only to block on mu_.
+  if (step == TaskTable::Step::kFinished) cv_.notify_all();
+  // Tasks that executed after this one go now, from this thread.
+  RunReady(std::move(ready));
 }
 
 void Customer::set_consistency(const Consistency& consistency) {
@@ -292,15 +261,12 @@ Status Customer::TryWaitRequest(int timestamp) {
   Status why;
   if (!MayBlock(&why)) return why;
   std::unique_lock<std::mutex> lk(mu_);
-  if (timestamp < 0 || timestamp >= next_timestamp_) {
+  if (timestamp < 0 || timestamp >= table_.next()) {
     return Status::InvalidArgument("timestamp " + std::to_string(timestamp) +
                                    " was not issued by this customer");
   }
-  WaitLocked(&lk, [&] { return !pending_.count(timestamp); });
-  auto it = failed_.find(timestamp);
-  if (it == failed_.end()) return Status::OK();
-  it->second.waited = true;
-  return it->second.status;
+  WaitLocked(&lk, [&] { return !table_.pending(timestamp); });
+  return table_.result(timestamp, true);
 }
 
 void Customer::WaitRequest(int timestamp) {
@@ -310,43 +276,48 @@ void Customer::WaitRequest(int timestamp) {
 
 int Customer::NumResponse(int timestamp) {
   std::lock_guard<std::mutex> lk(mu_);
-  auto it = pending_.find(timestamp);
-  return it == pending_.end() ? 0 : it->second.received;
+  return table_.responses(timestamp);
 }
 
 void Customer::AddResponse(int timestamp, int num) {
   std::vector<Ready> ready;
+  TaskTable::Complete complete;
+  TaskTable::Step step;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = pending_.find(timestamp);
-    if (it == pending_.end()) return;
-    it->second.remaining -= num;
-    it->second.received += num;
-    if (it->second.remaining > 0) return;
-    FinishLocked(timestamp, it->second.status, &ready);
+    step = table_.AddResponses(timestamp, num, &ready, &complete);
   }
-  cv_.notify_all();
-  RunReady(std::move(ready));
+  Settle(timestamp, step, std::move(complete), std::move(ready));
 }
 
 void Customer::FailRequest(int timestamp, const Status& why) {
   std::lock_guard<std::mutex> lk(mu_);
-  auto it = pending_.find(timestamp);
-  if (it != pending_.end() && it->second.status.ok()) it->second.status = why;
+  table_.MarkFailed(timestamp, why);
 }
 
 int Customer::NewFailedRequest(const Status& why) {
   std::lock_guard<std::mutex> lk(mu_);
-  int ts = next_timestamp_++;
-  failed_[ts].status = why;
+  int ts = table_.Issue();
+  std::vector<Ready> none;
+  table_.Fail(ts, why, &none);
   return ts;
+}
+
+void Customer::FailSend(int timestamp, int recver, const Status& why) {
+  std::vector<Ready> ready;
+  TaskTable::Complete complete;
+  TaskTable::Step step;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!table_.BeginResponse(timestamp, recver)) return;
+    step = table_.EndResponse(timestamp, why, &ready, &complete);
+  }
+  Settle(timestamp, step, std::move(complete), std::move(ready));
 }
 
 size_t Customer::pending_size() {
   std::lock_guard<std::mutex> lk(mu_);
-  size_t unwaited = 0;
-  for (const auto& f : failed_) unwaited += !f.second.waited;
-  return pending_.size() + unwaited;
+  return table_.held();
 }
 
 void Customer::Accept(const Message& recved) {
@@ -367,73 +338,17 @@ void Customer::WaitIdle() {
   idle_cv_.wait(lk, [&] { return handled_ == accepted_; });
 }
 
-void Customer::FailSend(int timestamp, int recver, const Status& why) {
-  std::vector<Ready> ready;
-  bool finished;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    finished = AddResponseLocked(timestamp, recver, why, &ready);
-  }
-  if (finished) cv_.notify_all();
-  RunReady(std::move(ready));
-}
-
-void Customer::FinishLocked(int ts, Status status, std::vector<Ready>* ready) {
-  // A worklist rather than recursion: a failure may fail a long chain of tasks.
-  std::vector<std::pair<int, Status>> finish{{ts, std::move(status)}};
-  while (!finish.empty()) {
-    auto [t, st] = std::move(finish.back());
-    finish.pop_back();
-    auto it = pending_.find(t);
-    if (it == pending_.end()) continue;
-    Pending p = std::move(it->second);
-    pending_.erase(it);
-    if (p.in_flight) --in_flight_;
-    if (!st.ok()) failed_[t].status = st;
-    for (const auto& [d, fails_with] : p.dependents) {
-      auto dit = pending_.find(d);
-      if (dit == pending_.end()) continue;
-      if (fails_with && !st.ok()) {
-        finish.emplace_back(
-            d, st.Prefixed("request " + std::to_string(d) + " failed: it executes after request " +
-                           std::to_string(t) + ", which failed: "));
-      } else if (--dit->second.blockers == 0 && dit->second.submitted) {
-        ready->push_back(SendLocked(d, &dit->second));
-      }
-    }
-  }
-}
-
-bool Customer::AddResponseLocked(int ts, int sender, const Status& error,
-                                 std::vector<Ready>* ready) {
-  auto it = pending_.find(ts);
-  if (it == pending_.end()) return false;  // failed meanwhile
-  Pending& p = it->second;
-  auto a = std::find(p.awaiting.begin(), p.awaiting.end(), sender);
-  if (a != p.awaiting.end()) p.awaiting.erase(a);
-  ++p.received;
-  if (p.status.ok() && !error.ok()) p.status = error;
-  if (--p.remaining > 0) return false;
-  FinishLocked(ts, p.status, ready);
-  return true;
-}
-
 void Customer::OnNodeFailed(int node_id, const Status& why, bool everything) {
   std::vector<Ready> ready;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    std::vector<int> dead;
-    for (const auto& [ts, p] : pending_) {
-      if (everything ||
-          std::find(p.awaiting.begin(), p.awaiting.end(), node_id) != p.awaiting.end()) {
-        dead.push_back(ts);
-      }
-    }
-    for (int ts : dead) {
-      FinishLocked(
-          ts, Status::NodeFailed("request " + std::to_string(ts) + " failed: " + why.message()),
-          &ready);
-    }
+    table_.FailAwaiting(
+        node_id, everything,
+        [&](int ts) {
+          return Status::NodeFailed("request " + std::to_string(ts) + " failed: " + why.message());
+        },
+        &ready);
+    NoteInFlightLocked();
   }
   cv_.notify_all();
   RunReady(std::move(ready));
@@ -458,17 +373,14 @@ void Customer::Handle(const Message& msg) {
     recv_handle_(msg);
     return;
   }
-  int ts = msg.meta.timestamp;
-  int sender = msg.meta.sender;
+  const int ts = msg.meta.timestamp;
+  const int sender = msg.meta.sender;
   {
     // Only a response that a pending request waits for counts; anything else is a stray
-    // (a late answer to a failed request, or a forged one) and must not reach the handler.
+    // (a late answer to a failed request, a second copy, or a forged one) and must not reach
+    // the handler.
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = pending_.find(ts);
-    bool expected = it != pending_.end() &&
-                    std::find(it->second.awaiting.begin(), it->second.awaiting.end(), sender) !=
-                        it->second.awaiting.end();
-    if (!expected) {
+    if (!table_.BeginResponse(ts, sender)) {
       if (Van* van = postoffice_->van()) {
         van->Drop(DropReason::kUnroutable, "response to request " + std::to_string(ts) +
                                                " from node " + std::to_string(sender) +
@@ -477,6 +389,8 @@ void Customer::Handle(const Message& msg) {
       return;
     }
   }
+  // The request cannot finish meanwhile (a failure waits for this handler), and the customer
+  // cannot be destroyed: the postoffice counts this delivery.
   Status error;
   if (msg.meta.error.empty()) {
     recv_handle_(msg);
@@ -484,17 +398,15 @@ void Customer::Handle(const Message& msg) {
     error = Status::RemoteError("node " + std::to_string(sender) + " answered request " +
                                 std::to_string(ts) + " with an error: " + msg.meta.error);
   }
-  bool finished;
   std::vector<Ready> ready;
+  TaskTable::Complete complete;
+  TaskTable::Step step;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    finished = AddResponseLocked(ts, sender, error, &ready);
+    step = table_.EndResponse(ts, error, &ready, &complete);
+    NoteInFlightLocked();
   }
-  // Outside the lock, so that the waiter does not wake only to block on mu_. The customer
-  // cannot be destroyed meanwhile: the postoffice holds its customers' lock while delivering.
-  if (finished) cv_.notify_all();
-  // Tasks that executed after this one go now, from this thread.
-  RunReady(std::move(ready));
+  Settle(ts, step, std::move(complete), std::move(ready));
 }
 
 }  // namespace ps

@@ -12,59 +12,6 @@ namespace {
 // Requests kept for an app that does not exist yet, at most.
 constexpr size_t kMaxWaitingRequests = 1 << 16;
 
-std::string Trim(const char* s) {
-  std::string v(s);
-  size_t b = v.find_first_not_of(" \t\n\r");
-  size_t e = v.find_last_not_of(" \t\n\r");
-  return b == std::string::npos ? "" : v.substr(b, e - b + 1);
-}
-
-// Reads integer variable "key" into "out"; "def" when unset, unless "required".
-Status ReadInt(const Environment& env, const char* key, bool required, long def, long min, long max,
-               int* out) {
-  const char* raw = env.find(key);
-  if (!raw) {
-    if (required) return Status::InvalidArgument(std::string(key) + " is not set");
-    *out = static_cast<int>(def);
-    return Status::OK();
-  }
-  std::string v = Trim(raw);
-  char* end = nullptr;
-  errno = 0;
-  long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE) {
-    return Status::InvalidArgument(std::string(key) + "=" + raw + " is not a number");
-  }
-  if (n < min || n > max) {
-    return Status::InvalidArgument(std::string(key) + "=" + raw + " is out of range (" +
-                                   std::to_string(min) + " to " + std::to_string(max) + ")");
-  }
-  *out = static_cast<int>(n);
-  return Status::OK();
-}
-
-// Reads a duration in seconds (decimals allowed) that must be at least "min".
-Status ReadSeconds(const Environment& env, const char* key, double def, double min, double* out) {
-  const char* raw = env.find(key);
-  if (!raw) {
-    *out = def;
-    return Status::OK();
-  }
-  std::string v = Trim(raw);
-  char* end = nullptr;
-  double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !std::isfinite(d)) {
-    return Status::InvalidArgument(std::string(key) + "=" + raw + " is not a number of seconds");
-  }
-  if (d < min) {
-    std::ostringstream os;
-    os << key << "=" << raw << " is too small (at least " << min << ")";
-    return Status::InvalidArgument(os.str());
-  }
-  *out = d;
-  return Status::OK();
-}
-
 // "worker 0: sent 1200 bytes, received 3400 bytes, dropped 2 messages (bad meta 2)".
 std::string TrafficSummary(const Van& van) {
   std::ostringstream os;
@@ -126,7 +73,7 @@ Status Postoffice::ParseConfigLocked() {
     if (s.ok() && !st.ok()) s = st;
   };
   const char* role = env_->find("DMLC_ROLE");
-  std::string r = role ? Trim(role) : "";
+  std::string r = env_->GetString("DMLC_ROLE");
   if (!role) {
     check(Status::InvalidArgument("DMLC_ROLE is not set (scheduler, server or worker)"));
   } else if (r == "scheduler") {
@@ -139,22 +86,20 @@ Status Postoffice::ParseConfigLocked() {
     check(Status::InvalidArgument(std::string("DMLC_ROLE=") + role +
                                   " is not one of scheduler, server, worker"));
   }
-  check(ReadInt(*env_, "DMLC_NUM_SERVER", true, 0, 0, 1000000, &o.num_servers));
-  check(ReadInt(*env_, "DMLC_NUM_WORKER", true, 0, 0, 1000000, &o.num_workers));
-  const char* uri = env_->find("DMLC_PS_ROOT_URI");
-  if (!uri || Trim(uri).empty()) {
+  check(env_->GetInt("DMLC_NUM_SERVER", 0, 0, 1000000, &o.num_servers, true));
+  check(env_->GetInt("DMLC_NUM_WORKER", 0, 0, 1000000, &o.num_workers, true));
+  o.scheduler_host = env_->GetString("DMLC_PS_ROOT_URI");
+  if (o.scheduler_host.empty()) {
     check(Status::InvalidArgument("DMLC_PS_ROOT_URI is not set (the scheduler's host)"));
-  } else {
-    o.scheduler_host = Trim(uri);
   }
-  check(ReadInt(*env_, "DMLC_PS_ROOT_PORT", true, 0, 1, 65535, &o.scheduler_port));
-  if (const char* h = env_->find("DMLC_NODE_HOST")) o.node_host = Trim(h);
-  if (const char* i = env_->find("DMLC_INTERFACE")) o.interface = Trim(i);
-  check(ReadInt(*env_, "PS_VERBOSE", false, 0, 0, 2, &o.verbose));
-  check(ReadInt(*env_, "PS_SPIN_US", false, 0, 0, 1000000, &spin_us_));
-  check(ReadSeconds(*env_, "PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
-  check(ReadSeconds(*env_, "PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
-  check(ReadSeconds(*env_, "PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
+  check(env_->GetInt("DMLC_PS_ROOT_PORT", 0, 1, 65535, &o.scheduler_port, true));
+  o.node_host = env_->GetString("DMLC_NODE_HOST");
+  o.interface = env_->GetString("DMLC_INTERFACE");
+  check(env_->GetInt("PS_VERBOSE", 0, 0, 2, &o.verbose));
+  check(env_->GetInt("PS_SPIN_US", 0, 0, 1000000, &spin_us_));
+  check(env_->GetSeconds("PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
+  check(env_->GetSeconds("PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
+  check(env_->GetSeconds("PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
   if (s.ok() && o.heartbeat_interval > 0 && o.heartbeat_timeout < 2 * o.heartbeat_interval) {
     std::ostringstream os;
     os << "PS_HEARTBEAT_TIMEOUT=" << o.heartbeat_timeout

@@ -302,6 +302,13 @@ TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
         std::vector<float> out;
         ASSERT_TRUE(kv->TryWait(kv->Pull({3, kMaxKey - 1}, &out)).ok());
         EXPECT_EQ(out, (std::vector<float>{kRounds * 1.0f, kRounds * 2.0f}));
+        // The second copy of the last answer may still be on its way.
+        test::WaitFor(
+            [&] {
+              return po->van()->dropped(DropReason::kUnroutable) ==
+                     faults.load()->counts().duplicated;
+            },
+            5);
         dropped = po->van()->dropped(DropReason::kUnroutable);
       },
       {}, [&](Postoffice* po, const std::string& role, int) {

@@ -23,6 +23,7 @@
 
 #include "ps/consistency.h"
 #include "ps/internal/message.h"
+#include "ps/internal/task_table.h"
 #include "ps/internal/threadsafe_queue.h"
 #include "ps/status.h"
 
@@ -97,6 +98,17 @@ class Customer {
   // Issues a timestamp whose request has already failed with "why" (a call with bad arguments).
   int NewFailedRequest(const Status& why);
 
+  // Attaches an app's state to pending request "timestamp", and the step that completes it
+  // once every response is in (it runs on the thread that counted the last one, before Wait
+  // returns; a failure it returns fails the request). REQUIRES: before Submit.
+  void Attach(int timestamp, std::shared_ptr<void> data, TaskTable::Complete complete);
+  // The state attached to pending request "timestamp"; null once it finished.
+  template <typename T>
+  std::shared_ptr<T> data(int timestamp) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return std::static_pointer_cast<T>(table_.data(timestamp));
+  }
+
   // Counts request "timestamp"'s message to "recver" as answered with "why": its send failed.
   // The request fails with "why" (the first failure wins) and finishes once the others are in.
   void FailSend(int timestamp, int recver, const Status& why);
@@ -115,31 +127,7 @@ class Customer {
   void OnNodeFailed(int node_id, const Status& why, bool everything);
 
  private:
-  struct Pending {
-    std::vector<int> awaiting;  // nodes that have not answered yet
-    int remaining = 0;          // answers still expected
-    int received = 0;
-    Status status;  // first error answered
-    // Tasks: what holds the request back, and what waits for it.
-    bool submitted = true;       // false for a task until Submit
-    bool sent = true;            // false for a task until its send ran (or started)
-    bool in_flight = false;      // a task sent to receivers, counted in in_flight_
-    int blockers = 0;            // unfinished requests it executes after
-    std::function<void()> send;  // a submitted task's, until it is sent
-    // Tasks that execute after this one; true: they fail if it fails (TaskOptions::after),
-    // false: only ordered (the consistency model).
-    std::vector<std::pair<int, bool>> dependents;
-  };
-  // A task that may be sent now; empty: it has no receivers and finishes once sent.
-  struct Ready {
-    int timestamp;
-    bool empty;
-    std::function<void()> send;
-  };
-  struct Failure {
-    Status status;
-    bool waited = false;  // returned by TryWaitRequest already
-  };
+  using Ready = TaskTable::Ready;
 
   void Receiving();
   // Fails request "ts" at once if one of "recvers" is dead, and then returns true.
@@ -151,20 +139,16 @@ class Customer {
   // Whether this thread may block waiting for a response: not the node's receiving thread, not
   // ours. If not, says why in "why" (when given).
   bool MayBlock(Status* why = nullptr) const;
-  // Records task "ts" as sent, and hands out its send. REQUIRES: mu_ held.
-  Ready SendLocked(int ts, Pending* p);
   // Runs the sends of "ready" in timestamp order, finishing tasks without receivers, and the
   // sends that releases. REQUIRES: mu_ not held.
   void RunReady(std::vector<Ready> ready);
+  // Carries out what the table left to do after "ts" changed: runs its completion, wakes the
+  // waiters, sends what was released. REQUIRES: mu_ not held.
+  void Settle(int ts, TaskTable::Step step, TaskTable::Complete complete, std::vector<Ready> ready);
   // Runs the handler on one message and counts a response.
   void Handle(const Message& msg);
-  // Records one response from "sender" to "ts"; finishes the request after the last one and
-  // then returns true (the caller wakes the waiters). REQUIRES: mu_ held.
-  bool AddResponseLocked(int ts, int sender, const Status& error, std::vector<Ready>* ready);
-  // Removes request "ts", keeping its failure for Wait; fails the tasks that must fail with it,
-  // and adds those it releases to "ready" (the caller runs them after releasing mu_).
-  // REQUIRES: mu_ held.
-  void FinishLocked(int ts, Status status, std::vector<Ready>* ready);
+  // Publishes the table's most tasks in flight. REQUIRES: mu_ held.
+  void NoteInFlightLocked();
 
   // Constant after construction.
   const int app_id_;
@@ -187,11 +171,8 @@ class Customer {
   // Protected by mu_.
   std::mutex mu_;
   std::condition_variable cv_;
-  int next_timestamp_ = 0;
-  std::map<int, Pending> pending_;           // by timestamp; finished requests are erased
-  std::unordered_map<int, Failure> failed_;  // failed requests (kept: a task may name one)
+  TaskTable table_;  // every request, from its timestamp to its end
   Consistency consistency_;
-  int in_flight_ = 0;  // tasks sent and not finished
 };
 
 // Counters of a customer's tasks, updated under the customer's lock, read from anywhere.

@@ -8,6 +8,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "ps/status.h"
+
 namespace ps {
 
 class Environment {
@@ -34,6 +36,24 @@ class Environment {
     auto it = values_.find(key);
     return it != values_.end() ? it->second.c_str() : std::getenv(key);
   }
+
+  // Typed reads. Values are trimmed; "def" is taken when the variable is unset. A value that
+  // does not parse, or lies outside [min, max], is an error that names the variable and says
+  // what is wrong ("DMLC_NUM_WORKER=abc is not a number").
+  // The trimmed value of "key", or "def" when it is not set.
+  std::string GetString(const char* key, const std::string& def = "") const;
+  // An integer; with "required", an unset variable is an error.
+  Status GetInt(const char* key, long def, long min, long max, long* out,
+                bool required = false) const;
+  Status GetInt(const char* key, long def, long min, long max, int* out,
+                bool required = false) const;
+  // A duration in seconds, decimals allowed.
+  Status GetSeconds(const char* key, double def, double min, double* out) const;
+
+  // Text without the blanks around it.
+  static std::string Trim(const std::string& text);
+  // "text" as a whole decimal integer.
+  static bool ParseInt(const std::string& text, long* out);
 
  private:
   std::unordered_map<std::string, std::string> values_;
