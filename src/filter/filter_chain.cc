@@ -11,7 +11,6 @@
 namespace ps {
 namespace {
 
-
 // Every node checks the filters' variables when it parses its configuration: a bad value stops
 // Start with a one-line error, whether or not this node's apps would use it.
 Status CheckFilterConfig(const Environment& env) {
@@ -162,7 +161,8 @@ Status FilterChain::Parse(const std::string& spec, const Environment& env,
     entry = Environment::Trim(entry);
     size_t colon = entry.find(':');
     std::string name = Environment::Trim(entry.substr(0, colon));
-    std::string param = colon == std::string::npos ? "" : Environment::Trim(entry.substr(colon + 1));
+    std::string param =
+        colon == std::string::npos ? "" : Environment::Trim(entry.substr(colon + 1));
     if (name.empty()) return Status::InvalidArgument("a filter without a name");
     for (const auto& f : *filters) {
       if (f.first == name) return Status::InvalidArgument("filter " + name + " is listed twice");
@@ -175,7 +175,8 @@ Status FilterChain::Parse(const std::string& spec, const Environment& env,
     }
     filters->emplace_back(name, param);
   }
-  if (Environment::Trim(spec).back() == ',') return Status::InvalidArgument("a filter without a name");
+  if (Environment::Trim(spec).back() == ',')
+    return Status::InvalidArgument("a filter without a name");
   return Status::OK();
 }
 

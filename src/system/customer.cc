@@ -57,7 +57,8 @@ bool Customer::FailIfReceiverDeadLocked(int ts, const std::vector<int>& recvers)
     Status s = postoffice_->PeerStatus(id);
     if (!s.ok()) {
       std::vector<Ready> none;
-      table_.Fail(ts, Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message()),
+      table_.Fail(ts,
+                  Status::NodeFailed("request " + std::to_string(ts) + " failed: " + s.message()),
                   &none);
       return true;
     }
@@ -116,10 +117,10 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
       return ts;
     }
     if (const Status* f = table_.failure(a)) {
-      table_.Fail(ts,
-                  f->Prefixed(name + "it executes after request " + std::to_string(a) +
-                              ", which failed: "),
-                  &none);
+      table_.Fail(
+          ts,
+          f->Prefixed(name + "it executes after request " + std::to_string(a) + ", which failed: "),
+          &none);
       return ts;
     }
   }

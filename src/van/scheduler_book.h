@@ -49,9 +49,9 @@ class SchedulerBook {
     int customers = 0;
   };
   std::vector<Registration> registered_;
-  std::map<std::string, size_t> by_address_;  // host:port -> index in registered_
-  int customers_[2] = {0, 0};                 // registrations per role
-  int nodes_[2] = {0, 0};                     // distinct nodes per role
+  std::map<std::string, size_t> by_address_;           // host:port -> index in registered_
+  int customers_[2] = {0, 0};                          // registrations per role
+  int nodes_[2] = {0, 0};                              // distinct nodes per role
   std::map<int, std::vector<BarrierEntry>> barriers_;  // group -> who entered
 };
 

@@ -244,8 +244,8 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
 
   lk.lock();
   cv_.wait(lk, [&] {
-    return barrier_result_.count(customer_id) || !fatal_.ok() ||
-           state_.load() != State::kRunning || !GroupStatusLocked(group).ok();
+    return barrier_result_.count(customer_id) || !fatal_.ok() || state_.load() != State::kRunning ||
+           !GroupStatusLocked(group).ok();
   });
   auto it = barrier_result_.find(customer_id);
   if (it != barrier_result_.end()) {
@@ -255,7 +255,8 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
     return s;
   }
   if (!fatal_.ok()) return fatal_;
-  if (state_.load() != State::kRunning) return Status::Shutdown("the node stopped during a barrier");
+  if (state_.load() != State::kRunning)
+    return Status::Shutdown("the node stopped during a barrier");
   return Status::NodeFailed("barrier cannot complete: " + GroupStatusLocked(group).message());
 }
 
@@ -277,10 +278,10 @@ Status Van::TrySend(Message& msg, size_t* bytes) {
     EncodeMeta(msg.meta, &meta);
     Status s = transport_->Send(msg.meta.recver, meta, msg.data, &sent);
     if (!s.ok()) {
-      return s.code() == Status::Code::kShutdown ? s
-                                                  : Status::IOError("cannot send to " +
-                                                                    NodeName(msg.meta.recver) +
-                                                                    ": " + s.message());
+      return s.code() == Status::Code::kShutdown
+                 ? s
+                 : Status::IOError("cannot send to " + NodeName(msg.meta.recver) + ": " +
+                                   s.message());
     }
     bytes_sent_ += sent;
   }
@@ -537,7 +538,8 @@ void Van::ProcessAddNode(const Message& msg) {
     SendControl(n.id, list, false);
     last_seen_[n.id] = now;
   }
-  if (options_.verbose >= 1) LOG(INFO) << "all " << all.size() << " nodes registered; the job starts";
+  if (options_.verbose >= 1)
+    LOG(INFO) << "all " << all.size() << " nodes registered; the job starts";
   std::lock_guard<std::mutex> lk(mu_);
   ready_ = true;
   cv_.notify_all();
@@ -733,10 +735,10 @@ void Van::Tick() {
   }
   for (int id : gone) {
     MarkDead(id, Status::NodeFailed(
-                     (id == kScheduler ? "lost the connection to the scheduler at " +
-                                             options_.scheduler_host + ":" +
-                                             std::to_string(options_.scheduler_port)
-                                       : NodeNameLocked(id) + ": its connection broke") +
+                     (id == kScheduler
+                          ? "lost the connection to the scheduler at " + options_.scheduler_host +
+                                ":" + std::to_string(options_.scheduler_port)
+                          : NodeNameLocked(id) + ": its connection broke") +
                      " and did not come back within " + FormatSeconds(kReconnectGraceSeconds) +
                      " s; its process died or its host is unreachable"));
   }
@@ -745,10 +747,10 @@ void Van::Tick() {
     for (const auto& kv : last_seen_) {
       double silent = std::chrono::duration<double>(now - kv.second).count();
       if (silent > timeout && !dead_.count(kv.first)) {
-        MarkDead(kv.first, Status::NodeFailed(NodeNameLocked(kv.first) + " sent no heartbeat for " +
-                                              FormatSeconds(silent) +
-                                              " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" +
-                                              FormatSeconds(timeout) + ")"));
+        MarkDead(kv.first,
+                 Status::NodeFailed(
+                     NodeNameLocked(kv.first) + " sent no heartbeat for " + FormatSeconds(silent) +
+                     " s; it died or hangs (PS_HEARTBEAT_TIMEOUT=" + FormatSeconds(timeout) + ")"));
       }
     }
     return;

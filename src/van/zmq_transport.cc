@@ -87,8 +87,8 @@ void ZMQTransport::Connect(int id, Peer* peer) {
     }
     if (zmq_socket_monitor(peer->socket->handle(), endpoint.c_str(),
                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) == 0) {
-      Monitor m{id, std::unique_ptr<zmq::socket_t>(
-                        new zmq::socket_t(*context_, zmq::socket_type::pair))};
+      Monitor m{
+          id, std::unique_ptr<zmq::socket_t>(new zmq::socket_t(*context_, zmq::socket_type::pair))};
       m.socket->set(zmq::sockopt::linger, 0);
       m.socket->connect(endpoint);
       std::lock_guard<std::mutex> lk(monitors_mu_);

@@ -101,8 +101,7 @@ class FaultInjectingTransport : public Transport {
     }
     return inner_->Send(id, meta, data, bytes);
   }
-  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms,
-            const PeerEvent& on_event) override {
+  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms, const PeerEvent& on_event) override {
     if (TakeDue(frames)) return true;
     auto until = Now() + std::chrono::milliseconds(timeout_ms);
     if (!delayed_.empty()) until = std::min(until, delayed_.front().first);
@@ -199,7 +198,7 @@ class FaultInjectingTransport : public Transport {
   Counts counts_;
 
   // The receiving thread's.
-  std::deque<std::vector<SArray<char>>> ready_;                        // due now, in order
+  std::deque<std::vector<SArray<char>>> ready_;                     // due now, in order
   std::deque<std::pair<Time, std::vector<SArray<char>>>> delayed_;  // by due time (one delay)
   std::vector<SArray<char>> held_;  // reordered: waits for one to overtake it
   Time held_since_;

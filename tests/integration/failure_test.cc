@@ -16,8 +16,7 @@ namespace ps {
 namespace {
 
 constexpr int kServersAndWorkers = kServerGroup + kWorkerGroup;
-const test::Env kFastHeartbeat = {{"PS_HEARTBEAT_INTERVAL", "0.1"},
-                                  {"PS_HEARTBEAT_TIMEOUT", "1"}};
+const test::Env kFastHeartbeat = {{"PS_HEARTBEAT_INTERVAL", "0.1"}, {"PS_HEARTBEAT_TIMEOUT", "1"}};
 
 // Runs "fn" and fails the test if it does not return within "seconds": a deadlock ends the
 // test binary (a hung thread cannot be joined) instead of hanging the suite.
@@ -38,7 +37,8 @@ void WithinSeconds(double seconds, const std::string& what, const std::function<
 
 // A job of one server with the default handle and "workers" workers; "work" runs on each
 // worker with its KVWorker.
-void RunKVJob(int servers, int workers, const std::function<void(Postoffice*, KVWorker<float>*)>& work,
+void RunKVJob(int servers, int workers,
+              const std::function<void(Postoffice*, KVWorker<float>*)>& work,
               const test::Env& extra = {},
               const std::function<void(Postoffice*, const std::string&, int)>& setup = nullptr) {
   test::LocalJob job(servers, workers, extra);
@@ -145,9 +145,11 @@ TEST(Failure, FailedSendFailsTheRequestNamingThePeer) {
           ASSERT_TRUE(kv->TryWait(kv->Pull({1}, &out)).ok());
           EXPECT_EQ(out, (std::vector<float>{2}));  // both pushes reached server 0
         },
-        {}, [&](Postoffice* po, const std::string& role, int) {
+        {},
+        [&](Postoffice* po, const std::string& role, int) {
           if (role == "worker") {
-            po->set_transport_factory(test::FaultInjectingTransport::Factory({}, &worker_transport));
+            po->set_transport_factory(
+                test::FaultInjectingTransport::Factory({}, &worker_transport));
           }
         });
   });
@@ -230,8 +232,8 @@ TEST(Failure, NodeThatGivesUpTellsEveryNodeWhy) {
       return;
     }
     auto t0 = Clock::now();
-    Status s = po->TryBarrier(0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup +
-                                                                                     kServerGroup);
+    Status s = po->TryBarrier(
+        0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup + kServerGroup);
     // Told, not found out: well within the heartbeat timeout (10 s here).
     EXPECT_LT(SecondsSince(t0), 3);
     EXPECT_EQ(s.code(), Status::Code::kNodeFailed) << s.message();
@@ -266,8 +268,8 @@ TEST(Failure, HungNodeIsFoundByHeartbeatsAndNamedToEveryNode) {
       return;
     }
     auto t0 = Clock::now();
-    Status s = po->TryBarrier(0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup +
-                                                                                     kServerGroup);
+    Status s = po->TryBarrier(
+        0, role == "scheduler" ? kScheduler + kWorkerGroup : kWorkerGroup + kServerGroup);
     EXPECT_LT(SecondsSince(t0), 1 + 3);
     EXPECT_EQ(s.code(), Status::Code::kNodeFailed) << s.message();
     std::lock_guard<std::mutex> lk(mu);
@@ -311,7 +313,8 @@ TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
             5);
         dropped = po->van()->dropped(DropReason::kUnroutable);
       },
-      {}, [&](Postoffice* po, const std::string& role, int) {
+      {},
+      [&](Postoffice* po, const std::string& role, int) {
         if (role == "worker") {
           po->set_transport_factory(test::FaultInjectingTransport::Factory(o, &faults));
         }

@@ -109,9 +109,9 @@ class TaskTable {
     std::vector<int> awaiting;  // nodes that have not answered yet
     int remaining = 0;          // answers still expected
     int received = 0;
-    int handling = 0;    // responses begun, not ended (and a completion running)
-    bool failing = false;  // failed while handling: finishes when handling ends
-    Status status;         // the first failure
+    int handling = 0;            // responses begun, not ended (and a completion running)
+    bool failing = false;        // failed while handling: finishes when handling ends
+    Status status;               // the first failure
     bool submitted = true;       // false for a task until Submit
     bool sent = true;            // false for a task until its send was handed out
     bool in_flight = false;      // a task sent to receivers, counted in in_flight_
@@ -137,7 +137,7 @@ class TaskTable {
   int next_ = 0;
   int in_flight_ = 0;
   int max_in_flight_ = 0;
-  std::map<int, Record> pending_;             // by timestamp; finished ones are erased
+  std::map<int, Record> pending_;            // by timestamp; finished ones are erased
   std::unordered_map<int, Failure> failed_;  // kept: a later task may name one
 };
 

@@ -50,8 +50,8 @@ TEST(TaskTable, StrayAndSecondResponsesAreNotCounted) {
   TaskTable t;
   int ts = t.Issue();
   t.Create(ts, {8}, false);
-  EXPECT_FALSE(t.BeginResponse(ts, 10));      // not a receiver
-  EXPECT_FALSE(t.BeginResponse(ts + 1, 8));   // not issued
+  EXPECT_FALSE(t.BeginResponse(ts, 10));     // not a receiver
+  EXPECT_FALSE(t.BeginResponse(ts + 1, 8));  // not issued
   EXPECT_TRUE(t.BeginResponse(ts, 8));
   EXPECT_FALSE(t.BeginResponse(ts, 8));  // the same answer twice
 }
@@ -81,7 +81,8 @@ TEST(TaskTable, FailureWhileAHandlerRunsWaitsForIt) {
   int ts = t.Issue();
   t.Create(ts, {8, 10}, false);
   ASSERT_TRUE(t.BeginResponse(ts, 8));  // the handler of 8's answer runs
-  EXPECT_EQ(t.FailAwaiting(10, false, [](int) { return Status::NodeFailed("10 died"); }, &ready),
+  EXPECT_EQ(t.FailAwaiting(
+                10, false, [](int) { return Status::NodeFailed("10 died"); }, &ready),
             0);
   EXPECT_TRUE(t.pending(ts));  // not while the handler may write outputs
   TaskTable::Complete complete;
@@ -101,7 +102,8 @@ TEST(TaskTable, TaskWaitsForWhatItExecutesAfter) {
   t.Create(b, {8}, true);
   EXPECT_TRUE(t.AddDependency(b, a, true).ok());
   bool sent = false;
-  t.Submit(b, [&] { sent = true; }, &ready);
+  t.Submit(
+      b, [&] { sent = true; }, &ready);
   EXPECT_TRUE(ready.empty());
   EXPECT_EQ(t.in_flight(), 1);
   Answer(&t, a, 8, &ready);
@@ -126,7 +128,8 @@ TEST(TaskTable, FailureCascadesThroughADiamondButNotAlongOrderingEdges) {
   int d = task({{b, true}, {c, true}});
   int e = task({{a, false}});  // only ordered after a
   RunSends(&ready);
-  t.FailAwaiting(8, false, [](int ts) { return Status::NodeFailed("node 8 died"); }, &ready);
+  t.FailAwaiting(
+      8, false, [](int ts) { return Status::NodeFailed("node 8 died"); }, &ready);
   // a, b, c, d fail: a directly, the others because they execute after it. e failed directly
   // too (it awaits 8 itself), but not with a's cascade message.
   for (int ts : {b, c, d}) {

@@ -1,0 +1,253 @@
+// The built-in request handles of a KVServer: KVServerDefaultHandle (a store that sums pushes
+// and answers pulls) and KVServerSyncHandle (synchronous aggregation, one round per push of
+// every worker), with the store helpers they share (kv::Store, CheckFits, AddInto, ReadFrom).
+//
+// Threads: a handle runs on its server's customer thread; each says what else is thread-safe.
+#ifndef PS_KV_HANDLES_H_
+#define PS_KV_HANDLES_H_
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ps/kv_pairs.h"
+#include "ps/kv_server.h"
+
+namespace ps {
+
+namespace kv {
+
+// Values by key, as the server handles below keep them: any number of values per key.
+template <typename Val>
+using Store = std::unordered_map<Key, std::vector<Val>>;
+
+// Whether "push" fits "store": every key it holds there has as many values as pushed.
+template <typename Val>
+Status CheckFits(const KVPairs<Val>& push, const Store<Val>& store) {
+  const size_t n = push.keys.size();
+  for (size_t i = 0; i < n; ++i) {
+    auto it = store.find(push.keys[i]);
+    if (it == store.end()) continue;
+    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
+    if (it->second.size() != len) {
+      return Status::InvalidArgument("key " + std::to_string(push.keys[i]) + " holds " +
+                                     std::to_string(it->second.size()) + " values; a push of " +
+                                     std::to_string(len) + " does not fit");
+    }
+  }
+  return Status::OK();
+}
+
+// Adds the values of a push to "store" (a key's first push sets them). All or nothing: if the
+// push does not fit (CheckFits), nothing changes.
+template <typename Val>
+Status AddInto(const KVPairs<Val>& push, Store<Val>* store) {
+  Status s = CheckFits(push, *store);
+  if (!s.ok()) return s;
+  const size_t n = push.keys.size();
+  const Val* v = push.vals.data();
+  for (size_t i = 0; i < n; ++i) {
+    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
+    auto& stored = (*store)[push.keys[i]];
+    if (stored.empty()) {
+      stored.assign(v, v + len);
+    } else {
+      for (size_t j = 0; j < len; ++j) stored[j] += v[j];
+    }
+    v += len;
+  }
+  return Status::OK();
+}
+
+// The values of "keys" in "store", with lens when their lengths differ. Keys not in the store
+// read as zeros, as many as the present ones agree on (else one).
+template <typename Val>
+KVPairs<Val> ReadFrom(const Store<Val>& store, const SArray<Key>& keys) {
+  const size_t n = keys.size();
+  std::vector<const std::vector<Val>*> found(n, nullptr);
+  size_t fill = 0;
+  bool uniform = true;
+  for (size_t i = 0; i < n; ++i) {
+    auto it = store.find(keys[i]);
+    if (it == store.end()) continue;
+    found[i] = &it->second;
+    if (fill && fill != it->second.size()) uniform = false;
+    fill = it->second.size();
+  }
+  if (!uniform || fill == 0) fill = 1;
+  std::vector<int> lens(n);
+  size_t total = 0;
+  bool same = true;
+  for (size_t i = 0; i < n; ++i) {
+    lens[i] = static_cast<int>(found[i] ? found[i]->size() : fill);
+    total += lens[i];
+    same = same && lens[i] == lens[0];
+  }
+  KVPairs<Val> res;
+  res.keys = keys;
+  res.vals.resize(total);
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (found[i]) std::copy(found[i]->begin(), found[i]->end(), res.vals.data() + at);
+    at += lens[i];
+  }
+  if (!same) res.lens = SArray<int>(lens);
+  return res;
+}
+
+}  // namespace kv
+
+// A request handle that keeps a store: a push adds its values to the stored ones (a key's first
+// push sets them), a pull returns them. A key may hold any number of values, but always the
+// same number. Keys never pushed read as zeros, as many as the other keys of the pull have (or
+// one). Runs on the server's customer thread only: the store needs no lock.
+template <typename Val>
+struct KVServerDefaultHandle {
+  void operator()(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer<Val>* server) {
+    if (req_meta.push) {
+      Status s = kv::AddInto(req_data, &store);
+      if (!s.ok()) return server->ResponseError(req_meta, s.message());
+    }
+    server->Response(req_meta, req_meta.pull ? kv::ReadFrom(store, req_data.keys) : KVPairs<Val>());
+  }
+
+  kv::Store<Val> store;
+};
+
+// A request handle for synchronous (bulk synchronous parallel) training: each round collects
+// one push from every worker, adds them up, applies the sum once, and only then answers them.
+//
+//  - A worker's pushes go to rounds 0, 1, 2... in the order they arrive; a worker is a
+//    KVWorker (node and customer). Every worker must push to every server in every round, or
+//    the round never completes on the servers it skipped.
+//  - When the last worker's push of round r arrives, "apply" runs once with the sum of the
+//    round's pushes (keys sorted, lens when lengths differ) and the store; by default it adds
+//    the sum to the store. Then the round's pushes are answered; a PushPull gets the values
+//    after the update.
+//  - A pull waits until every round its worker has pushed to is applied, so it sees its own
+//    round's update: a worker that pushes (without waiting) then pulls reads the whole round.
+//    Pulls of a worker that has not pushed yet are answered at once.
+//  - A push that does not fit (a key with a different number of values than the round holds),
+//    or from more workers than expected, is answered with an error and not counted.
+//
+// Copies share one state, so the handle given to set_request_handle can be read through the
+// copy kept by the caller. Runs on the server's customer thread; rounds() and the store
+// accessors may be called from any thread.
+template <typename Val>
+class KVServerSyncHandle {
+ public:
+  using Apply = std::function<void(int round, const KVPairs<Val>& sum, kv::Store<Val>* store)>;
+
+  // "num_workers": pushes per round; 0 means every worker of the job. A null "apply" adds the
+  // sum to the store.
+  explicit KVServerSyncHandle(int num_workers = 0, Apply apply = nullptr)
+      : state_(std::make_shared<State>()) {
+    state_->num_workers = num_workers;
+    state_->apply =
+        apply ? std::move(apply) : [](int, const KVPairs<Val>& sum, kv::Store<Val>* store) {
+          Status s = kv::AddInto(sum, store);
+          CHECK(s.ok()) << s.message();  // the round's sum was checked against the store
+        };
+  }
+
+  void operator()(const KVMeta& meta, const KVPairs<Val>& data, KVServer<Val>* server) {
+    State& st = *state_;
+    std::lock_guard<std::mutex> lk(st.mu);
+    if (st.num_workers <= 0) st.num_workers = server->get_customer()->postoffice()->num_workers();
+    const std::pair<int, int> who(meta.sender, meta.customer_id);
+    if (!meta.push) {
+      const int need = st.pushes.count(who) ? st.pushes[who] : 0;
+      if (need <= st.applied) return Answer(st.store, meta, data.keys, server);
+      st.waiting[need].push_back(Held{meta, data.keys});
+      return;
+    }
+    if (!st.pushes.count(who) && static_cast<int>(st.pushes.size()) >= st.num_workers) {
+      return server->ResponseError(meta, "synchronous aggregation expects " +
+                                             std::to_string(st.num_workers) +
+                                             " workers; a push came from another one");
+    }
+    const int round = st.pushes[who];
+    Round& r = st.rounds[round];
+    // Both the round's sum and the store must take the push: checked before either changes.
+    Status s = kv::CheckFits(data, r.sum);
+    if (s.ok()) s = kv::CheckFits(data, st.store);
+    if (!s.ok()) {
+      if (r.held.empty()) st.rounds.erase(round);
+      return server->ResponseError(meta, s.message());
+    }
+    kv::AddInto(data, &r.sum);
+    ++st.pushes[who];
+    r.held.push_back(Held{meta, data.keys});
+    // Rounds complete in order: a worker pushes to round r + 1 only after round r.
+    while (!st.rounds.empty() && st.rounds.begin()->first == st.applied &&
+           static_cast<int>(st.rounds.begin()->second.held.size()) == st.num_workers) {
+      Round done = std::move(st.rounds.begin()->second);
+      st.rounds.erase(st.rounds.begin());
+      st.apply(st.applied, Sum(done.sum), &st.store);
+      ++st.applied;
+      for (const Held& h : done.held) Answer(st.store, h.meta, h.keys, server);
+      auto w = st.waiting.find(st.applied);
+      if (w != st.waiting.end()) {
+        for (const Held& h : w->second) Answer(st.store, h.meta, h.keys, server);
+        st.waiting.erase(w);
+      }
+    }
+  }
+
+  // Rounds applied so far.
+  int rounds() const {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    return state_->applied;
+  }
+  // The values of "keys" in the store now.
+  KVPairs<Val> Read(const SArray<Key>& keys) const {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    return kv::ReadFrom(state_->store, keys);
+  }
+
+ private:
+  struct Held {
+    KVMeta meta;
+    SArray<Key> keys;
+  };
+  struct Round {
+    kv::Store<Val> sum;
+    std::vector<Held> held;  // its pushes, answered when it is applied
+  };
+  struct State {
+    mutable std::mutex mu;
+    // Protected by mu.
+    int num_workers = 0;
+    Apply apply;
+    kv::Store<Val> store;
+    int applied = 0;                            // rounds applied
+    std::map<std::pair<int, int>, int> pushes;  // worker -> pushes counted
+    std::map<int, Round> rounds;                // open rounds
+    std::map<int, std::vector<Held>> waiting;   // pulls waiting for "applied" to reach the key
+  };
+
+  static void Answer(const kv::Store<Val>& store, const KVMeta& meta, const SArray<Key>& keys,
+                     KVServer<Val>* server) {
+    server->Response(meta, meta.pull ? kv::ReadFrom(store, keys) : KVPairs<Val>());
+  }
+
+  // The round's sum as key-value pairs: keys sorted, lens when lengths differ.
+  static KVPairs<Val> Sum(const kv::Store<Val>& sum) {
+    SArray<Key> keys(sum.size());
+    size_t i = 0;
+    for (const auto& kv : sum) keys[i++] = kv.first;
+    std::sort(keys.begin(), keys.end());
+    return kv::ReadFrom(sum, keys);
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace ps
+#endif  // PS_KV_HANDLES_H_
