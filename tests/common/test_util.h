@@ -122,8 +122,10 @@ inline bool ThreadSleeps(pid_t tid) {
 // Waits until thread "tid" is blocked inside a call: "inside" (the call has not returned) holds
 // and the thread sleeps at every look for 20 ms on end, so that a short wait for a lock on the
 // way does not count. Returns false when "inside" stops holding (the call returned without
-// blocking) or after "seconds".
-inline bool WaitUntilBlocked(pid_t tid, const std::function<bool()>& inside, double seconds) {
+// blocking) or after "seconds"; on true, "asleep_since" (when given) is when the thread was
+// first seen asleep, so the call has been blocked at least since then.
+inline bool WaitUntilBlocked(pid_t tid, const std::function<bool()>& inside, double seconds,
+                             std::chrono::steady_clock::time_point* asleep_since_out = nullptr) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
   const auto settle = std::chrono::milliseconds(20);
@@ -137,6 +139,7 @@ inline bool WaitUntilBlocked(pid_t tid, const std::function<bool()>& inside, dou
       asleep = true;
       asleep_since = now;
     } else if (now - asleep_since >= settle) {
+      if (asleep_since_out) *asleep_since_out = asleep_since;
       return inside();
     }
     if (now > deadline) return false;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -42,6 +43,9 @@ struct Job {
   int threads = 1;  // worker threads per process
   std::vector<SSPTableConfig> tables;
   SSPOptions options;
+  // When set, each server waits (10 s at most) until its stats satisfy it before they are
+  // read: a server counts an answer after sending it, so the worker may be done first.
+  std::function<bool(const SSPStats&)> server_counted;
   int workers() const { return nodes * threads; }
 };
 
@@ -69,6 +73,10 @@ std::vector<SSPStats> RunSSPWithGroup(const Job& j, const GroupWork& work,
       {
         SSPTableGroup group(kApp, j.tables, j.options, po);
         ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+        if (j.server_counted) {
+          EXPECT_TRUE(test::WaitFor([&] { return j.server_counted(group.stats()); }, 10))
+              << group.stats().ToString();
+        }
         if (server_stats) {
           (*server_stats)[node] = group.stats();
         } else {
@@ -385,6 +393,7 @@ TEST(SSPTable, MalformedMessagesAreDroppedAndCounted) {
   j.servers = 1;
   j.nodes = 1;
   j.tables = {{0, 2, 1}};
+  j.server_counted = [](const SSPStats& s) { return s.malformed >= 5 && s.reads_served >= 1; };
   std::vector<SSPStats> servers;
   RunSSP(
       j,
