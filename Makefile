@@ -42,8 +42,11 @@ BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
 # Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files.
 DEMO_NAMES := $(notdir $(patsubst %/,%,$(wildcard demo/*/)))
 DEMO_BINS := $(DEMO_NAMES:%=$(BUILD)/demo/%)
+# Tools: every folder tools/<name>/ builds $(BUILD)/tools/<name> the same way.
+TOOL_NAMES := $(notdir $(patsubst %/,%,$(wildcard tools/*/)))
+TOOL_BINS := $(TOOL_NAMES:%=$(BUILD)/tools/%)
 
-.PHONY: all lib demos test bench lint install clean help
+.PHONY: all lib demos tools test bench lint install clean help
 all: lib
 lib: $(BUILD)/libps.a $(BUILD)/libps.so $(BUILD)/pkgconfig/ps.pc
 
@@ -51,6 +54,7 @@ help:
 	@echo "make [all]      build $(BUILD)/libps.a, libps.so and pkgconfig/ps.pc"
 	@echo "make test       build and run every test; ends with 'N passed, M failed'"
 	@echo "make demos      build the demos ($(BUILD)/demo/<name>)"
+	@echo "make tools      build the tools ($(BUILD)/tools/<name>, e.g. gen_data)"
 	@echo "make bench      build and run the benchmarks (build/bench/*.jsonl)"
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
@@ -92,24 +96,27 @@ $(PROG_BINS) $(BENCH_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
-define DEMO_RULE
-$(BUILD)/demo/$(1): $(patsubst %.cc,$(OBJ)/%.o,$(wildcard demo/$(1)/*.cc)) $(BUILD)/libps.a
+# $(call PROGRAM_RULE,demo,linear) links $(BUILD)/demo/linear from demo/linear/*.cc.
+define PROGRAM_RULE
+$(BUILD)/$(1)/$(2): $(patsubst %.cc,$(OBJ)/%.o,$(wildcard $(1)/$(2)/*.cc)) $(BUILD)/libps.a
 	@mkdir -p $$(dir $$@)
 	$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
 endef
-$(foreach d,$(DEMO_NAMES),$(eval $(call DEMO_RULE,$(d))))
+$(foreach d,$(DEMO_NAMES),$(eval $(call PROGRAM_RULE,demo,$(d))))
+$(foreach t,$(TOOL_NAMES),$(eval $(call PROGRAM_RULE,tools,$(t))))
 
 demos: $(DEMO_BINS)
+tools: $(TOOL_BINS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
 
-test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) lib
+test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) $(TOOL_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
 
 # Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/.
-bench: $(BENCH_BINS) $(DEMO_BINS)
+bench: $(BENCH_BINS) $(DEMO_BINS) $(TOOL_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; done
 
 lint: | $(DEPS_STAMP)
@@ -125,9 +132,9 @@ demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
 	python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear --data=$(DEMO_DATA)/train.libsvm \
 	    --test=$(DEMO_DATA)/test.libsvm --l1=2
 
-$(DEMO_DATA)/train.libsvm: $(BUILD)/demo/gen_data
+$(DEMO_DATA)/train.libsvm: $(BUILD)/tools/gen_data
 	@mkdir -p $(DEMO_DATA)
-	$(BUILD)/demo/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
+	$(BUILD)/tools/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
 
 install: lib
 	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig

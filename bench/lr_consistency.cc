@@ -6,7 +6,7 @@
 //                  [--kkt-rows 200000] [--kkt-features 1000000]
 //
 // It starts the checkout's tracker/launch.py with 1 server and W
-// workers running build/.../demo/linear on data from build/.../demo/gen_data, written once into
+// workers running build/.../demo/linear on data from build/.../tools/gen_data, written once into
 // the build folder. Each run's summary lists [seconds, objective] per iteration (--trace=on);
 // the best objective is the lowest final one over all runs of the table, and a run's time to
 // 1% is the first iteration's seconds at which its objective is within 1% of that. One JSON
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   const int kkt_features = IntFlag(argc, argv, "--kkt-features", 1000000);
   std::string launch;
   const std::string build = ps::test::BuildDirAndLauncher("lr_consistency", &launch);
-  const std::string linear = build + "/demo/linear", gen = build + "/demo/gen_data";
+  const std::string linear = build + "/demo/linear", gen = build + "/tools/gen_data";
   const std::string data = build + "/bench/lr-data";
   Run("mkdir -p " + data);
   auto generate = [&](int r, int f) {

@@ -1,6 +1,6 @@
 // Data for the logistic regression demo: libsvm files read with dmlc-core's parser into a
 // sparse matrix, feature ids mixed into parameter server keys, models as text, and the test
-// metrics. Nothing here talks to the network; linear.cc has the worker and the server.
+// metrics. Nothing here talks to the network; worker.cc, server.cc, bcd.cc and sgd.cc do.
 #ifndef PS_DEMO_LINEAR_DATA_H_
 #define PS_DEMO_LINEAR_DATA_H_
 

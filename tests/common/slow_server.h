@@ -1,5 +1,6 @@
-// A KVServer request handle whose answers leave a fixed time after their requests arrived, for
-// tests and benchmarks of request ordering.
+// KVServer request handles whose answers leave a fixed time after their requests arrived
+// (SlowServer), or when the test lets them (GatedServer), for tests and benchmarks of request
+// ordering.
 #ifndef PS_TESTS_COMMON_SLOW_SERVER_H_
 #define PS_TESTS_COMMON_SLOW_SERVER_H_
 
@@ -8,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -100,6 +102,83 @@ class SlowServer {
   std::deque<Request> queue_;  // protected by mu_; in arrival order, so by due time
   bool stop_ = false;          // protected by mu_
   std::thread answerer_;
+};
+
+// A KVServer request handle that keeps every request until the test answers it (AnswerOldest,
+// Open), then answers as KVServerDefaultHandle does: the test, not a timer, decides when an
+// answer leaves. Owned by the test, attached to a server by its node's thread. Thread-safe.
+class GatedServer {
+ public:
+  // Installs the handle on "server". The returned handle detaches it when the last copy goes
+  // (before "server" does); requests still held then are never answered.
+  std::shared_ptr<void> Attach(KVServer<float>* server) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      server_ = server;
+    }
+    server->set_request_handle(
+        [this](const KVMeta& meta, const KVPairs<float>& data, KVServer<float>*) {
+          std::lock_guard<std::mutex> lk(mu_);
+          ++arrived_;
+          max_outstanding_ = std::max(max_outstanding_, arrived_ - answered_);
+          held_.emplace_back(meta, data);
+          if (open_) AnswerAllLocked();
+        });
+    return std::shared_ptr<void>(this, [](void* self) {
+      GatedServer* g = static_cast<GatedServer*>(self);
+      std::lock_guard<std::mutex> lk(g->mu_);
+      g->server_ = nullptr;
+    });
+  }
+
+  // Answers the oldest request held; false when none is.
+  bool AnswerOldest() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (held_.empty() || !server_) return false;
+    AnswerFrontLocked();
+    return true;
+  }
+
+  // Answers every request held, and from now on each one when it arrives.
+  void Open() {
+    std::lock_guard<std::mutex> lk(mu_);
+    open_ = true;
+    AnswerAllLocked();
+  }
+
+  int arrived() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return arrived_;
+  }
+  int answered() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return answered_;
+  }
+  // The most requests that had arrived and were not answered yet, at one time.
+  int max_outstanding() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return max_outstanding_;
+  }
+
+ private:
+  // Answers go out under mu_, which keeps the store to one thread at a time; sending does not
+  // wait for the receiving thread, which is the only other user of mu_.
+  void AnswerFrontLocked() {
+    ++answered_;
+    store_(held_.front().first, held_.front().second, server_);
+    held_.pop_front();
+  }
+  void AnswerAllLocked() {
+    while (server_ && !held_.empty()) AnswerFrontLocked();
+  }
+
+  // Protected by mu_.
+  std::mutex mu_;
+  KVServer<float>* server_ = nullptr;
+  KVServerDefaultHandle<float> store_;
+  std::deque<std::pair<KVMeta, KVPairs<float>>> held_;  // in arrival order
+  bool open_ = false;
+  int arrived_ = 0, answered_ = 0, max_outstanding_ = 0;
 };
 
 }  // namespace test

@@ -5,9 +5,11 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -100,6 +102,50 @@ inline bool WaitFor(const std::function<bool()>& cond, double seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
+}
+
+// The kernel's id of the calling thread, for WaitUntilBlocked.
+inline pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// Whether thread "tid" of this process sleeps in the kernel (state S or D in
+// /proc/self/task/TID/stat): waits on a condition, a lock or I/O.
+inline bool ThreadSleeps(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // "tid (name) S ...": the name may hold spaces and parentheses, the state follows the last ')'.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  const char state = stat[close + 2];
+  return state == 'S' || state == 'D';
+}
+
+// Waits until thread "tid" is blocked inside a call: "inside" (the call has not returned) holds
+// and the thread sleeps at every look for 20 ms on end, so that a short wait for a lock on the
+// way does not count. Returns false when "inside" stops holding (the call returned without
+// blocking) or after "seconds"; on true, "asleep_since" (when given) is when the thread was
+// first seen asleep, so the call has been blocked at least since then.
+inline bool WaitUntilBlocked(pid_t tid, const std::function<bool()>& inside, double seconds,
+                             std::chrono::steady_clock::time_point* asleep_since_out = nullptr) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  const auto settle = std::chrono::milliseconds(20);
+  auto asleep_since = Clock::now();
+  bool asleep = false;
+  while (inside()) {
+    const auto now = Clock::now();
+    if (!ThreadSleeps(tid)) {
+      asleep = false;
+    } else if (!asleep) {
+      asleep = true;
+      asleep_since = now;
+    } else if (now - asleep_since >= settle) {
+      if (asleep_since_out) *asleep_since_out = asleep_since;
+      return inside();
+    }
+    if (now > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 }  // namespace test

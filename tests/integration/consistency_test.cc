@@ -22,17 +22,18 @@ using Millis = std::chrono::milliseconds;
 using test::Seen;
 using test::SlowServer;
 
-// A job of one SlowServer and "workers" workers running "work" on a KVWorker; returns what the
-// server saw.
-void RunSlowJob(int workers, Millis delay, Seen* seen,
-                const std::function<void(Postoffice* po, KVWorker<float>* kv)>& work,
-                const test::Env& extra = {}) {
+using Work = std::function<void(Postoffice* po, KVWorker<float>* kv)>;
+
+// A job of one server and "workers" workers running "work" on a KVWorker. "serve" installs the
+// server's request handle; what it returns is kept until the job ends.
+void RunJob(int workers, const std::function<std::shared_ptr<void>(KVServer<float>*)>& serve,
+            const Work& work, const test::Env& extra = {}) {
   test::LocalJob job(1, workers, extra);
   job.Run([&](Postoffice* po, const std::string& role, int) {
     ASSERT_TRUE(po->TryStart(0).ok());
     if (role == "server") {
       KVServer<float> server(0, po);
-      SlowServer slow(&server, delay, seen);
+      std::shared_ptr<void> handle = serve(&server);
       ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
     } else if (role == "worker") {
       {
@@ -44,6 +45,22 @@ void RunSlowJob(int workers, Millis delay, Seen* seen,
     }
     EXPECT_TRUE(po->TryFinalize(0).ok());
   });
+}
+
+// A job of one SlowServer and "workers" workers running "work" on a KVWorker; returns what the
+// server saw.
+void RunSlowJob(int workers, Millis delay, Seen* seen, const Work& work,
+                const test::Env& extra = {}) {
+  RunJob(
+      workers,
+      [&](KVServer<float>* server) { return std::make_shared<SlowServer>(server, delay, seen); },
+      work, extra);
+}
+
+// A job of one GatedServer, "gate", and one worker running "work".
+void RunGatedJob(test::GatedServer* gate, const Work& work) {
+  RunJob(
+      1, [&](KVServer<float>* server) { return gate->Attach(server); }, work);
 }
 
 // Each worker issues "n" pushes of 1 to three keys without waiting, then waits for them all, and
@@ -97,15 +114,99 @@ ModelRun RunModel(const std::string& model, bool by_env, int n = 12, Millis dela
   return run;
 }
 
+// What RunLockstep saw.
+struct Lockstep {
+  int held = 0;  // calls seen blocked until the oldest unanswered request was answered
+  int went = 0;  // calls that returned with every earlier request unanswered
+  double seen_held_seconds = 0;  // from seeing each held call asleep to the answer releasing it
+  int max_outstanding = 0;       // at the server
+  ConsistencyStats stats;
+};
+
+// One worker pushes "n" times under "model", from a thread of its own, against a GatedServer
+// that answers nothing until the pusher is blocked in a call; then the test answers the oldest
+// request, which must release that call. A call the model holds back is seen blocked (its
+// thread asleep inside Push, which has not returned); a call it lets go returns with every
+// earlier request unanswered. Nothing depends on how fast anything runs. Then the pushes are
+// answered and the sums pulled.
+Lockstep RunLockstep(const Consistency& model, int n) {
+  test::GatedServer gate;
+  Lockstep run;
+  RunGatedJob(&gate, [&](Postoffice*, KVWorker<float>* kv) {
+    kv->set_consistency(model);
+    const std::vector<Key> keys = {1, 2, 3};
+    std::vector<int> ts(n, -1);
+    std::atomic<int> returned{0};
+    std::atomic<pid_t> tid{0};
+    std::thread pusher([&] {
+      tid = test::ThreadId();
+      for (int i = 0; i < n; ++i) {
+        ts[i] = kv->Push(keys, {1, 1, 1});
+        ++returned;
+      }
+    });
+    ASSERT_TRUE(test::WaitFor([&] { return tid.load() != 0; }, 10));
+    while (returned < n) {
+      const int r = returned;
+      std::chrono::steady_clock::time_point asleep_since;
+      if (test::WaitUntilBlocked(
+              tid, [&] { return returned == r; }, 10, &asleep_since)) {
+        // Call r is held back: every request issued before it reached the server, none was
+        // answered since it blocked.
+        EXPECT_TRUE(test::WaitFor([&] { return gate.arrived() == r; }, 10)) << "call " << r;
+        ++run.held;
+        // It cannot be released before the answer below leaves.
+        run.seen_held_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - asleep_since).count();
+        if (!gate.AnswerOldest()) {
+          ADD_FAILURE() << "call " << r << " blocked with no request outstanding";
+          break;
+        }
+        if (!test::WaitFor([&] { return returned > r; }, 10)) {
+          ADD_FAILURE() << "answering the oldest request did not release call " << r;
+          break;
+        }
+      } else if (returned == r) {
+        ADD_FAILURE() << "call " << r << " neither returned nor blocked in 10 s";
+        break;
+      }
+    }
+    EXPECT_TRUE(test::WaitFor([&] { return gate.arrived() == n; }, 10));
+    gate.Open();
+    pusher.join();
+    run.went = n - run.held;
+    for (int t : ts) ASSERT_TRUE(kv->TryWait(t).ok());
+    std::vector<float> sums;
+    ASSERT_TRUE(kv->TryWait(kv->Pull(keys, &sums)).ok());
+    const float want = static_cast<float>(n);
+    EXPECT_EQ(sums, (std::vector<float>{want, want, want}));
+    run.stats = kv->consistency_stats();
+  });
+  run.max_outstanding = gate.max_outstanding();
+  return run;
+}
+
 TEST(Consistency, SequentialSendsEachRequestAfterThePreviousWasAnswered) {
   ModelRun run = RunModel("sequential", false);
   EXPECT_EQ(run.most, 1);
   for (const ConsistencyStats& s : run.stats) {
     EXPECT_EQ(s.max_in_flight, 1);
-    EXPECT_GE(s.held_back, 10U);  // 12 pushes, each but the first behind a 15 ms answer
-    EXPECT_GT(s.held_back_seconds, 0.1);
-    EXPECT_EQ(s.requests, 13U);  // and the pull
+    EXPECT_EQ(s.requests, 13U);  // 12 pushes and the pull
   }
+}
+
+TEST(Consistency, SequentialHoldsBackEachCallUntilThePreviousIsAnswered) {
+  Lockstep run = RunLockstep(Consistency::Sequential(), 12);
+  EXPECT_EQ(run.went, 1);  // the first
+  EXPECT_EQ(run.held, 11);
+  EXPECT_EQ(run.max_outstanding, 1);
+  EXPECT_EQ(run.stats.max_in_flight, 1);
+  EXPECT_EQ(run.stats.held_back, 11U);
+  // Each held call was held at least from when the test saw it asleep to its answer (20 ms or
+  // more each): the stats count that time.
+  EXPECT_GE(run.stats.held_back_seconds, run.seen_held_seconds);
+  EXPECT_GE(run.seen_held_seconds, 11 * 0.02);
+  EXPECT_EQ(run.stats.requests, 13U);  // and the pull
 }
 
 TEST(Consistency, BoundedDelayKeepsAtMostTauPlusOneOutstandingAndReachesIt) {
@@ -118,20 +219,41 @@ TEST(Consistency, BoundedDelayKeepsAtMostTauPlusOneOutstandingAndReachesIt) {
   }
 }
 
+TEST(Consistency, BoundedDelayLetsTauPlusOneGoAndHoldsBackTheNext) {
+  Consistency bounded;
+  ASSERT_TRUE(Consistency::Parse("bounded:2", &bounded).ok());
+  Lockstep run = RunLockstep(bounded, 12);
+  // Three go with nothing answered; each later one waits for the oldest answer.
+  EXPECT_EQ(run.went, 3);
+  EXPECT_EQ(run.held, 9);
+  EXPECT_EQ(run.max_outstanding, 3);
+  EXPECT_EQ(run.stats.max_in_flight, 3);
+  EXPECT_EQ(run.stats.held_back, 9U);
+  EXPECT_GE(run.stats.held_back_seconds, run.seen_held_seconds);
+}
+
 TEST(Consistency, BoundedDelayZeroIsSequential) {
   ModelRun run = RunModel("bounded:0", false);
   EXPECT_EQ(run.most, 1);
   for (const ConsistencyStats& s : run.stats) EXPECT_EQ(s.max_in_flight, 1);
+  Consistency zero;
+  ASSERT_TRUE(Consistency::Parse("bounded:0", &zero).ok());
+  Lockstep lockstep = RunLockstep(zero, 6);
+  EXPECT_EQ(lockstep.went, 1);
+  EXPECT_EQ(lockstep.held, 5);
+  EXPECT_EQ(lockstep.max_outstanding, 1);
 }
 
 TEST(Consistency, EventualLetsManyRequestsBeOutstanding) {
-  ModelRun run = RunModel("eventual", false, 20, Millis(100));
-  // 20 pushes issued at once against 100 ms answers: nearly all arrive before the first answer.
-  EXPECT_GE(run.least, 10);
-  for (const ConsistencyStats& s : run.stats) {
-    EXPECT_EQ(s.held_back, 0U);
-    EXPECT_GE(s.max_in_flight, 10);
-  }
+  ModelRun run = RunModel("eventual", false, 20);
+  for (const ConsistencyStats& s : run.stats) EXPECT_EQ(s.held_back, 0U);
+  // 20 pushes, none answered until all are at the server: all 20 outstanding at once.
+  Lockstep lockstep = RunLockstep(Consistency::Eventual(), 20);
+  EXPECT_EQ(lockstep.went, 20);
+  EXPECT_EQ(lockstep.held, 0);
+  EXPECT_EQ(lockstep.max_outstanding, 20);
+  EXPECT_EQ(lockstep.stats.max_in_flight, 20);
+  EXPECT_EQ(lockstep.stats.held_back, 0U);
 }
 
 TEST(Consistency, ChosenWithoutCodeChangesThroughTheEnvironment) {
@@ -188,26 +310,38 @@ TEST(Consistency, CallsFromACallbackAreQueuedNotHeldBack) {
 }
 
 TEST(Consistency, ARelaxedModelReleasesCallersHeldBack) {
-  Seen seen;
-  RunSlowJob(1, Millis(1000), &seen, [&](Postoffice*, KVWorker<float>* kv) {
+  test::GatedServer gate;  // the first push stays unanswered until the end
+  RunGatedJob(&gate, [&](Postoffice*, KVWorker<float>* kv) {
     kv->set_consistency(Consistency::Sequential());
     int first = kv->Push({1}, {1});
-    std::atomic<bool> issuing{false}, issued{false};
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> issued{false};
     int second = -1;
     std::thread held([&] {
-      issuing = true;
-      second = kv->Push({1}, {1});  // held back until the first is answered, 1 s from now
+      tid = test::ThreadId();
+      second = kv->Push({1}, {1});  // held back: the first is not answered
       issued = true;
     });
-    ASSERT_TRUE(test::WaitFor([&] { return issuing.load(); }, 10));
+    ASSERT_TRUE(test::WaitFor([&] { return tid.load() != 0; }, 10));
+    // First it is held back: blocked inside Push, and nothing was issued for it.
+    EXPECT_TRUE(test::WaitUntilBlocked(
+        tid, [&] { return !issued; }, 10))
+        << "the second push under sequential was not held back";
+    EXPECT_EQ(kv->consistency_stats().requests, 1U);
+    EXPECT_TRUE(test::WaitFor([&] { return gate.arrived() == 1; }, 10));
     kv->set_consistency(Consistency::Eventual());
-    // Released long before the first answer: both are outstanding at once.
-    EXPECT_TRUE(test::WaitFor([&] { return issued.load(); }, 0.5));
+    // Then relaxing releases it with the first still unanswered: both at the server at once.
+    EXPECT_TRUE(test::WaitFor([&] { return issued.load(); }, 10))
+        << "relaxing the model did not release the held call";
+    EXPECT_TRUE(test::WaitFor([&] { return gate.arrived() == 2; }, 10));
+    EXPECT_EQ(gate.answered(), 0);
+    gate.Open();
     held.join();
     ASSERT_TRUE(kv->TryWait(first).ok());
     ASSERT_TRUE(kv->TryWait(second).ok());
+    EXPECT_EQ(kv->consistency_stats().held_back, 1U);
   });
-  EXPECT_EQ(seen.max_outstanding.begin()->second, 2);
+  EXPECT_EQ(gate.max_outstanding(), 2);
 }
 
 // A diamond: B and C after A, D after B and C.

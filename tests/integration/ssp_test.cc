@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -42,6 +43,9 @@ struct Job {
   int threads = 1;  // worker threads per process
   std::vector<SSPTableConfig> tables;
   SSPOptions options;
+  // When set, each server waits (10 s at most) until its stats satisfy it before they are
+  // read: a server counts an answer after sending it, so the worker may be done first.
+  std::function<bool(const SSPStats&)> server_counted;
   int workers() const { return nodes * threads; }
 };
 
@@ -50,8 +54,10 @@ struct Job {
 // The worker nodes of the job RunSSP runs (for tests that send raw messages).
 std::vector<Postoffice*>* current_nodes = nullptr;
 
-std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w, int index)>& work,
-                             std::vector<SSPStats>* server_stats = nullptr) {
+// "work" may also look at the stats of its process's group.
+using GroupWork = std::function<void(SSPWorker* w, int index, const SSPTableGroup& group)>;
+std::vector<SSPStats> RunSSPWithGroup(const Job& j, const GroupWork& work,
+                                      std::vector<SSPStats>* server_stats = nullptr) {
   test::LocalJob job(j.servers, j.nodes, {{"DMLC_NUM_WORKER", std::to_string(j.workers())}});
   if (server_stats) server_stats->assign(j.servers, SSPStats());
   std::vector<Postoffice*> worker_nodes;
@@ -67,6 +73,10 @@ std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w
       {
         SSPTableGroup group(kApp, j.tables, j.options, po);
         ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+        if (j.server_counted) {
+          EXPECT_TRUE(test::WaitFor([&] { return j.server_counted(group.stats()); }, 10))
+              << group.stats().ToString();
+        }
         if (server_stats) {
           (*server_stats)[node] = group.stats();
         } else {
@@ -85,7 +95,7 @@ std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w
           go.Wait(1);
           {
             SSPWorker w(group.get(), t);
-            work(&w, node * j.threads + t);
+            work(&w, node * j.threads + t, *group);
           }
           EXPECT_TRUE(po->TryBarrier(t, kServersAndWorkers).ok());
           done.Arrive();
@@ -106,6 +116,12 @@ std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w
   return stats;
 }
 
+std::vector<SSPStats> RunSSP(const Job& j, const std::function<void(SSPWorker* w, int index)>& work,
+                             std::vector<SSPStats>* server_stats = nullptr) {
+  return RunSSPWithGroup(
+      j, [&](SSPWorker* w, int index, const SSPTableGroup&) { work(w, index); }, server_stats);
+}
+
 SSPStats Sum(const std::vector<SSPStats>& all) {
   SSPStats s;
   s.observed_staleness.assign(SSPTableGroup::kStalenessBuckets, 0);
@@ -115,6 +131,7 @@ SSPStats Sum(const std::vector<SSPStats>& all) {
     s.blocked_reads += x.blocked_reads;
     s.held_reads += x.held_reads;
     s.clocks += x.clocks;
+    s.rows_pushed += x.rows_pushed;
     s.malformed += x.malformed;
     for (size_t d = 0; d < x.observed_staleness.size(); ++d) {
       s.observed_staleness[d] += x.observed_staleness[d];
@@ -215,13 +232,18 @@ TEST(SSPTable, AStragglerHoldsTheFastestWithinTheStaleness) {
   j.servers = 1;
   j.nodes = workers;
   j.tables = {{0, workers, s}};
-  std::atomic<int> ending[workers] = {};  // clocks each worker has ended (or is ending)
+  std::atomic<int> ending[workers] = {};   // clocks each worker has ended (or is ending)
+  std::atomic<int> entered[workers] = {};  // the clock of each worker's last read that returned
+  std::atomic<pid_t> tids[workers] = {};
   std::atomic<int> max_drift{0};
+  bool synchronised = true;  // straggler only
   SSPStats st = Sum(RunSSP(j, [&](SSPWorker* w, int index) {
+    tids[index] = test::ThreadId();
     SSPTable t = w->table(0);
     for (int c = 0; c < clocks; ++c) {
       SSPRow row;
       ASSERT_TRUE(t.Get(0, &row).ok());
+      entered[index] = c;
       int slowest = clocks;
       for (int o = 0; o < workers; ++o) slowest = std::min(slowest, ending[o].load());
       const int drift = c - slowest;
@@ -230,7 +252,23 @@ TEST(SSPTable, AStragglerHoldsTheFastestWithinTheStaleness) {
       while (drift > m && !max_drift.compare_exchange_weak(m, drift)) {
       }
       ASSERT_TRUE(t.Inc(0, index, 1).ok());
-      if (index == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // straggler
+      if (index == 0 && synchronised) {
+        // The straggler ends clock c only once the others have read at clock c + s, as far as
+        // the staleness lets them run ahead, and are blocked in their next read. (After one
+        // failed wait it stops waiting: the test has failed.)
+        const int ahead = std::min(c + s, clocks - 1);
+        for (int o = 1; o < workers && synchronised; ++o) {
+          synchronised = test::WaitFor([&] { return entered[o].load() >= ahead; }, 10);
+          EXPECT_TRUE(synchronised) << "worker " << o << " did not reach clock " << ahead
+                                    << " with the straggler at " << c;
+          if (synchronised && ahead + 1 < clocks) {
+            synchronised = test::WaitUntilBlocked(
+                tids[o], [&] { return entered[o].load() == ahead; }, 10);
+            EXPECT_TRUE(synchronised) << "worker " << o << " was not held at clock " << ahead + 1
+                                      << " with the straggler at " << c;
+          }
+        }
+      }
       ending[index]++;  // before Clock: the servers may see the new clock at once
       ASSERT_TRUE(w->Clock().ok());
     }
@@ -279,18 +317,51 @@ TEST_P(Synchronous, ReadsEqualTheExactSumsOfAllEarlierClocks) {
 INSTANTIATE_TEST_SUITE_P(EagerOrNot, Synchronous, ::testing::Bool());
 
 TEST(SSPTable, EagerModeBlocksFewerReadsThanPlainSSP) {
-  const int s = 1, rows = 8, clocks = 15;
+  // BSP in lockstep: each clock every worker reads every row, adds 1 to its column of each, and
+  // ends the clock; the next clock starts once all have ended it and, in eager mode, the
+  // server's push of the rows for the new clock arrived. Plain SSP must then fetch every row
+  // again; eager mode finds them fresh in the cache. Which reads block follows from the
+  // protocol, not from how fast anything runs.
+  const int rows = 8, clocks = 6, workers = 2;
   auto run = [&](bool eager) {
     Job j;
     j.servers = 1;
-    j.nodes = 3;
-    j.tables = {{0, 3, s}};
+    j.nodes = workers;
+    j.tables = {{0, workers, 0}};
     j.options.eager = eager;
-    return Sum(RunSSP(
-        j, [&](SSPWorker* w, int index) { CountersWithinBound(w, index, 3, s, rows, clocks, 3); }));
+    std::atomic<int> ended{0};
+    return Sum(RunSSPWithGroup(j, [&](SSPWorker* w, int index, const SSPTableGroup& group) {
+      SSPTable t = w->table(0);
+      for (int c = 0; c < clocks; ++c) {
+        for (int r = 0; r < rows; ++r) {
+          SSPRow row;
+          ASSERT_TRUE(t.Get(r, &row).ok());
+          EXPECT_EQ(row.clock, c);
+          for (int o = 0; o < workers; ++o) ASSERT_EQ(row.values[o], c) << "clock " << c;
+        }
+        for (int r = 0; r < rows; ++r) ASSERT_TRUE(t.Inc(r, index, 1).ok());
+        ASSERT_TRUE(w->Clock().ok());
+        ++ended;
+        ASSERT_TRUE(test::WaitFor([&] { return ended.load() >= workers * (c + 1); }, 10));
+        if (eager) {
+          ASSERT_TRUE(test::WaitFor(
+              [&] { return group.stats().rows_pushed >= static_cast<uint64_t>(rows) * (c + 1); },
+              10))
+              << "no push of the rows for clock " << c + 1 << ": " << group.stats().ToString();
+        }
+      }
+    }));
   };
   SSPStats ssp = run(false), essp = run(true);
-  EXPECT_EQ(ssp.reads, essp.reads);
+  const uint64_t reads = static_cast<uint64_t>(rows) * clocks * workers;
+  EXPECT_EQ(ssp.reads, reads);
+  EXPECT_EQ(essp.reads, reads);
+  EXPECT_EQ(ssp.blocked_reads, reads) << "SSP: " << ssp.ToString();
+  EXPECT_EQ(ssp.rows_pushed, 0U);
+  // Eager: only the first clock's reads went to the server; pushes served the rest.
+  EXPECT_EQ(essp.blocked_reads, static_cast<uint64_t>(rows) * workers)
+      << "ESSP: " << essp.ToString();
+  EXPECT_GE(essp.rows_pushed, reads);
   EXPECT_LT(essp.blocked_reads, ssp.blocked_reads)
       << "SSP: " << ssp.ToString() << "\nESSP: " << essp.ToString();
   EXPECT_GT(essp.cache_hit_rate(), ssp.cache_hit_rate());
@@ -322,6 +393,7 @@ TEST(SSPTable, MalformedMessagesAreDroppedAndCounted) {
   j.servers = 1;
   j.nodes = 1;
   j.tables = {{0, 2, 1}};
+  j.server_counted = [](const SSPStats& s) { return s.malformed >= 5 && s.reads_served >= 1; };
   std::vector<SSPStats> servers;
   RunSSP(
       j,

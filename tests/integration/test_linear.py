@@ -1,4 +1,4 @@
-"""The logistic regression demo (demo/linear, demo/gen_data), started through the launcher.
+"""The logistic regression demo (demo/linear) on a9a and on tools/gen_data, through the launcher.
 
 Real data: a9a and a9a.t from the shared data folder, by default ../shared/data next to the
 repository (set SLACKLINE_DATA_DIR to read them elsewhere). When they are absent the a9a tests
@@ -13,7 +13,7 @@ from jobs import BUILD_DIR, LAUNCH, ROOT, run_launched
 from jobs import worker_summary as summary
 
 LINEAR = os.path.join(BUILD_DIR, "demo", "linear")
-GEN_DATA = os.path.join(BUILD_DIR, "demo", "gen_data")
+GEN_DATA = os.path.join(BUILD_DIR, "tools", "gen_data")
 DATA_DIR = os.environ.get("SLACKLINE_DATA_DIR",
                           os.path.join(os.path.dirname(ROOT), "shared", "data"))
 LIBLINEAR_A9A_L1 = 10558.95  # liblinear-train -s 6 -c 1 -e 0.0001 a9a

@@ -1,6 +1,6 @@
 // Writes a reproducible synthetic data set for the logistic regression demo, in libsvm format.
 //
-//   build/demo/gen_data --out=train.libsvm [--rows=100000] [--features=100000] [--nnz=20]
+//   build/tools/gen_data --out=train.libsvm [--rows=100000] [--features=100000] [--nnz=20]
 //       [--zipf=1.0] [--true-density=0.1] [--noise=0.05] [--seed=1]
 //       [--test-out=test.libsvm --test-rows=20000]
 //

@@ -1,7 +1,8 @@
-// Filters in whole jobs inside one process, over real sockets on loopback: sums come out exactly
-// as without filters, key caching puts only signatures on the wire, a receiver that lost a key
-// list gets it again, receivers decode whatever their own configuration, and malformed filtered
-// frames are dropped and counted.
+// Filters in whole jobs inside one process, over real sockets on loopback (the filters alone,
+// without a network, are tests/unit/filter/filter_test.cc): sums come out exactly as without
+// filters, key caching puts only signatures on the wire, a receiver that lost a key list gets it
+// again, receivers decode whatever their own configuration, and malformed filtered frames are
+// dropped and counted.
 #include <gtest/gtest.h>
 
 #include <atomic>

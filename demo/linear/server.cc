@@ -1,0 +1,75 @@
+#include "server.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <utility>
+
+#include "data.h"
+#include "report.h"
+
+namespace linear {
+
+Server::Server(const Options& o, std::unique_ptr<Model> model)
+    : o_(o),
+      workers_(ps::NumWorkers()),
+      rank_(ps::MyRank()),
+      model_(std::move(model)),
+      kv_(0),
+      report_(kReportApp, 0) {
+  kv_.set_request_handle(
+      [this](const ps::KVMeta& meta, const ps::KVPairs<float>& data, ps::KVServer<float>* server) {
+        model_->Handle(meta, data, server);
+      });
+  report_.set_request_handle(
+      [this](const ps::SimpleData& req, ps::SimpleApp* app) { HandleReport(req, app); });
+}
+
+void Server::HandleReport(const ps::SimpleData& req, ps::SimpleApp* app) {
+  if (req.head == kTraffic) return AnswerTraffic(req, app);
+  if (req.head == kModel) return app->Response(req, ModelText());
+  std::istringstream in(req.body);
+  int iter = 0;
+  double loss = 0, kept = 0, left = 0;
+  in >> iter >> loss >> kept >> left;
+  Report& r = reports_[iter];
+  r.loss += loss;
+  r.kept += kept;
+  r.left += left;
+  r.held.push_back(req);
+  if (static_cast<int>(r.held.size()) < workers_) return;
+  double l1norm = 0, l2sq = 0, nnz = 0;
+  model_->ForEachWeight([&](ps::Key, double w) {
+    l1norm += std::abs(w);
+    l2sq += w * w;
+    nnz += w != 0;
+  });
+  const std::vector<ps::Key> held_back = model_->TakeHeldBack();
+  // The KKT filter's margin: the threshold l1 - margin tightens towards l1 as w settles.
+  const double margin = o_.l1 / (iter + 2);
+  std::ostringstream out;
+  out.precision(17);
+  if (rank_ == 0) {
+    out << r.loss << " " << r.kept << " " << r.left;
+  } else {
+    out << "0 0 0";
+  }
+  out << " " << l1norm << " " << l2sq << " " << nnz << " " << margin;
+  for (ps::Key k : held_back) out << " " << k;
+  for (const ps::SimpleData& h : r.held) app->Response(h, out.str());
+  reports_.erase(iter);
+}
+
+std::string Server::ModelText() {
+  std::string text;
+  char line[64];
+  model_->ForEachWeight([&](ps::Key key, double w) {
+    if (w == 0) return;
+    std::snprintf(line, sizeof(line), "%llu\t%.9g\n",
+                  static_cast<unsigned long long>(FeatureOf(key)), w);
+    text += line;
+  });
+  return text;
+}
+
+}  // namespace linear
