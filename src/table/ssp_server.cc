@@ -210,11 +210,12 @@ void SSPServer::SendRows(int node, ssp::RowsKind kind, int thread, int clock, bo
     r.push_back(&RowOf(key).data);
   }
   ssp::AppendRows(tables_, k, r, &msg);
-  van->Send(msg);
+  // Counted before sending: a worker that has its answer sees it counted.
   counters_->Update([&](SSPStats* st) {
     if (kind == ssp::kReply) ++st->reads_served;
     if (kind == ssp::kPush) st->rows_pushed += keys.size();
   });
+  van->Send(msg);
 }
 
 }  // namespace ps

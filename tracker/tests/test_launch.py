@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 LAUNCH = REPO / "tracker" / "launch.py"
 NODE = [sys.executable, str(HERE / "node_program.py")]
-PS_JOB = REPO / "build" / "tests" / "integration" / "ps_job"
+# The build folder make test runs (build/, or build/asan etc. for sanitizer builds).
+PS_JOB = REPO / os.environ.get("PS_BUILD_DIR", "build") / "tests" / "integration" / "ps_job"
 
 sys.path.insert(0, str(LAUNCH.parent))
 import launch  # noqa: E402  (the module under test, for its parsers)
