@@ -321,6 +321,10 @@ void Van::ReportFailure(const Status& why) {
   bye.cmd = Control::TERMINATE;
   bye.failed_node = kScheduler;
   bye.reason = "the scheduler failed: " + why.message();
+  SendToLiveNodes(bye);
+}
+
+void Van::SendToLiveNodes(const Control& control) {
   std::vector<int> alive;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -328,7 +332,7 @@ void Van::ReportFailure(const Status& why) {
       if (kv.first != kScheduler && !dead_.count(kv.first)) alive.push_back(kv.first);
     }
   }
-  for (int id : alive) SendControl(id, bye, false);
+  for (int id : alive) SendControl(id, control, false);
 }
 
 void Van::Loop() {
@@ -664,9 +668,7 @@ void Van::MarkDead(int id, const Status& why) {
     notice.cmd = Control::NODE_FAILED;
     notice.failed_node = id;
     notice.reason = why.message();
-    for (const auto& kv : nodes_) {
-      if (kv.first != kScheduler && !dead_.count(kv.first)) SendControl(kv.first, notice, false);
-    }
+    SendToLiveNodes(notice);
   }
   on_failure_(node, why);
   {
@@ -685,9 +687,7 @@ void Van::EndJob(const Status& why, int failed_node) {
     bye.cmd = Control::TERMINATE;
     bye.failed_node = failed_node;
     bye.reason = why.message();
-    for (const auto& kv : nodes_) {
-      if (kv.first != kScheduler && !dead_.count(kv.first)) SendControl(kv.first, bye, false);
-    }
+    SendToLiveNodes(bye);
   }
   if (failed_node == 0 || failed_node == kScheduler) {
     // Nothing can work any more. For another node's death, only what needs it fails (it is

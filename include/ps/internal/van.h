@@ -183,6 +183,8 @@ class Van {
   // none); on the scheduler, tells every node first.
   void EndJob(const Status& why, int failed_node);
   void SendControl(int recver, Control control, bool request, int customer_id = 0);
+  // Sends "control" to every node of the job that is not dead, the scheduler excepted.
+  void SendToLiveNodes(const Control& control);
   // First dead node of "group" (or the scheduler), if any. REQUIRES: mu_ held.
   Status GroupStatusLocked(int group) const;
   std::string NodeNameLocked(int id) const;
