@@ -294,6 +294,7 @@ TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
   o.duplicate = 0.2;
   const int kRounds = 50;
   uint64_t dropped = 0;
+  test::FaultInjectingTransport::Counts counts;
   RunKVJob(
       2, 1,
       [&](Postoffice* po, KVWorker<float>* kv) {
@@ -312,6 +313,7 @@ TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
             },
             5);
         dropped = po->van()->dropped(DropReason::kUnroutable);
+        counts = faults.load()->counts();  // the transport goes with the job
       },
       {},
       [&](Postoffice* po, const std::string& role, int) {
@@ -319,7 +321,7 @@ TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
           po->set_transport_factory(test::FaultInjectingTransport::Factory(o, &faults));
         }
       });
-  auto c = faults.load()->counts();
+  const auto& c = counts;
   EXPECT_GT(c.delayed, 0U);
   EXPECT_GT(c.reordered, 0U);
   EXPECT_GT(c.duplicated, 0U);
