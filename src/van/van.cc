@@ -350,7 +350,7 @@ void Van::ReceiveOnce() {
   int timeout_ms = static_cast<int>(
       std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now).count());
   std::vector<SArray<char>> frames;
-  if (transport_->Recv(&frames, std::max(0, std::min(tick_ms_, timeout_ms)), on_peer_event_)) {
+  if (transport_->Recv(&frames, std::max(0, std::min(tick_ms_, timeout_ms)))) {
     ProcessFrames(std::move(frames));
   }
   std::deque<Message> local;
@@ -711,6 +711,7 @@ void Van::FailStart(const Status& why) {
 }
 
 void Van::Tick() {
+  transport_->ReadPeerEvents(on_peer_event_);
   auto now = Clock::now();
   const double timeout = options_.heartbeat_timeout;
   const bool watch = ready_ && !finalizing_;

@@ -18,9 +18,6 @@ constexpr uintptr_t kAlign = 8;
 // The routing id of the socket that wakes the receiving thread.
 const char kWakeId[] = "\0wake";
 constexpr size_t kWakeIdSize = sizeof(kWakeId) - 1;
-// Under a steady stream of messages Recv never waits; it still reads the monitors' events
-// every this many messages.
-constexpr unsigned kEventsEvery = 64;
 
 void ReleaseSArray(void* /*data*/, void* hint) { delete static_cast<SArray<char>*>(hint); }
 
@@ -136,63 +133,49 @@ Status ZMQTransport::Send(int id, const std::string& meta, const std::vector<SAr
   return Status::OK();
 }
 
-void ZMQTransport::ReadEvents(const PeerEvent& on_event) {
+void ZMQTransport::ReadPeerEvents(const PeerEvent& on_event) {
   {
     std::lock_guard<std::mutex> lk(monitors_mu_);
     for (Monitor& m : new_monitors_) monitors_.push_back(std::move(m));
     new_monitors_.clear();
   }
-  messages_since_events_ = 0;
-  for (Monitor& m : monitors_) {
-    while (true) {
-      // An event is two frames: 16-bit event id and 32-bit value, then the endpoint.
-      zmq::message_t head, address;
-      if (!m.socket->recv(head, zmq::recv_flags::dontwait)) break;
-      if (m.socket->get(zmq::sockopt::rcvmore)) (void)m.socket->recv(address);
-      if (head.size() < sizeof(uint16_t)) continue;
-      uint16_t event;
-      memcpy(&event, head.data(), sizeof(event));
-      if (event == ZMQ_EVENT_CONNECTED) on_event(m.id, true);
-      if (event == ZMQ_EVENT_DISCONNECTED) on_event(m.id, false);
+  try {
+    for (Monitor& m : monitors_) {
+      while (true) {
+        // An event is two frames: 16-bit event id and 32-bit value, then the endpoint.
+        zmq::message_t head, address;
+        if (!m.socket->recv(head, zmq::recv_flags::dontwait)) break;
+        if (m.socket->get(zmq::sockopt::rcvmore)) (void)m.socket->recv(address);
+        if (head.size() < sizeof(uint16_t)) continue;
+        uint16_t event;
+        memcpy(&event, head.data(), sizeof(event));
+        if (event == ZMQ_EVENT_CONNECTED) on_event(m.id, true);
+        if (event == ZMQ_EVENT_DISCONNECTED) on_event(m.id, false);
+      }
     }
+  } catch (const zmq::error_t& e) {
+    LOG(WARNING) << "reading connection events failed: " << e.what();
   }
 }
 
-bool ZMQTransport::RecvMessage(std::vector<SArray<char>>* frames, bool wait) {
-  zmq::message_t routing_id;
-  if (!receiver_->recv(routing_id, wait ? zmq::recv_flags::none : zmq::recv_flags::dontwait)) {
-    return false;
-  }
-  bool wake =
-      routing_id.size() == kWakeIdSize && memcmp(routing_id.data(), kWakeId, kWakeIdSize) == 0;
-  while (receiver_->get(zmq::sockopt::rcvmore)) {
-    zmq::message_t part;
-    if (!receiver_->recv(part)) break;
-    if (!wake) frames->push_back(ToSArray(std::move(part)));
-  }
-  return !wake;
-}
-
-bool ZMQTransport::Recv(std::vector<SArray<char>>* frames, int timeout_ms,
-                        const PeerEvent& on_event) {
+bool ZMQTransport::Recv(std::vector<SArray<char>>* frames, int timeout_ms) {
   frames->clear();
   if (!receiver_) return false;  // closed
   try {
-    // A message already there is taken without polling: the common case under load.
-    if (++messages_since_events_ < kEventsEvery && RecvMessage(frames, false)) return true;
-    ReadEvents(on_event);
-    std::vector<zmq_pollitem_t> items;
-    items.push_back({receiver_->handle(), 0, ZMQ_POLLIN, 0});
-    for (Monitor& m : monitors_) items.push_back({m.socket->handle(), 0, ZMQ_POLLIN, 0});
-    if (zmq::poll(items, std::chrono::milliseconds(timeout_ms)) <= 0) return false;
-    for (size_t i = 1; i < items.size(); ++i) {
-      if (items[i].revents & ZMQ_POLLIN) {
-        ReadEvents(on_event);
-        break;
-      }
+    if (timeout_ms != receive_timeout_ms_) {
+      receiver_->set(zmq::sockopt::rcvtimeo, timeout_ms);
+      receive_timeout_ms_ = timeout_ms;
     }
-    if (items[0].revents & ZMQ_POLLIN) return RecvMessage(frames, false);
-    return false;
+    zmq::message_t routing_id;
+    if (!receiver_->recv(routing_id)) return false;  // timed out
+    bool wake =
+        routing_id.size() == kWakeIdSize && memcmp(routing_id.data(), kWakeId, kWakeIdSize) == 0;
+    while (receiver_->get(zmq::sockopt::rcvmore)) {
+      zmq::message_t part;
+      if (!receiver_->recv(part)) break;
+      if (!wake) frames->push_back(ToSArray(std::move(part)));
+    }
+    return !wake;
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) LOG(WARNING) << "receive failed: " << e.what();
     frames->clear();

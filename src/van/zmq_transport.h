@@ -4,7 +4,7 @@
 // SArray keeps the received ZeroMQ frame alive).
 //
 // A watched peer's DEALER has a socket monitor: its connection breaking (the peer's process
-// died, so the kernel closed its sockets) and being made again are reported by Recv.
+// died, so the kernel closed its sockets) and being made again are reported by ReadPeerEvents.
 //
 // Thread safety: the ROUTER and the monitors' sockets are used by the receiving thread only;
 // each DEALER is used under its peer's mutex, so Send may be called from any thread. Close
@@ -34,7 +34,8 @@ class ZMQTransport : public Transport {
   void SetAddress(int id, const std::string& host, int port, bool watch) override;
   Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
               size_t* bytes) override;
-  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms, const PeerEvent& on_event) override;
+  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms) override;
+  void ReadPeerEvents(const PeerEvent& on_event) override;
   void Wake() override;
   void Close() override;
 
@@ -53,10 +54,6 @@ class ZMQTransport : public Transport {
 
   // Creates peer "id"'s DEALER (and its monitor when watched). REQUIRES: peer.mu held.
   void Connect(int id, Peer* peer);
-  // Reads the monitors' pending events, without waiting. REQUIRES: the receiving thread.
-  void ReadEvents(const PeerEvent& on_event);
-  // Receives one message that poll said is there. REQUIRES: the receiving thread.
-  bool RecvMessage(std::vector<SArray<char>>* frames, bool wait);
 
   // Constant after Bind().
   std::unique_ptr<zmq::context_t> context_;
@@ -65,8 +62,8 @@ class ZMQTransport : public Transport {
 
   // The receiving thread's (after Bind).
   std::unique_ptr<zmq::socket_t> receiver_;
+  int receive_timeout_ms_ = -2;
   std::vector<Monitor> monitors_;
-  unsigned messages_since_events_ = 0;
 
   // Exclusive in Close, shared in Send; protects closed_ and the sockets' existence.
   std::shared_mutex close_mu_;

@@ -101,7 +101,8 @@ class FaultInjectingTransport : public Transport {
     }
     return inner_->Send(id, meta, data, bytes);
   }
-  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms, const PeerEvent& on_event) override {
+  void ReadPeerEvents(const PeerEvent& on_event) override { inner_->ReadPeerEvents(on_event); }
+  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms) override {
     if (TakeDue(frames)) return true;
     auto until = Now() + std::chrono::milliseconds(timeout_ms);
     if (!delayed_.empty()) until = std::min(until, delayed_.front().first);
@@ -109,7 +110,7 @@ class FaultInjectingTransport : public Transport {
     int wait = static_cast<int>(std::max<long>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(until - Now()).count()));
     std::vector<SArray<char>> got;
-    if (inner_->Recv(&got, wait, on_event)) return Decide(std::move(got), frames);
+    if (inner_->Recv(&got, wait)) return Decide(std::move(got), frames);
     return TakeDue(frames);
   }
   void Wake() override { inner_->Wake(); }

@@ -6,10 +6,10 @@
 // (Postoffice::set_transport_factory), and tests wrap the real one (ZeroMQ) in a transport
 // that drops, delays, duplicates or reorders messages (tests/common/fault_injecting_transport.h).
 //
-// Threads: Recv() and the peer events it reports run on the receiving thread only, one at a
-// time (the van hands that role from thread to thread; see Van::ReceiveUntil). Send(),
-// SetAddress() and Wake() may be called from any thread. Close() may be called from any thread,
-// once the receiving thread no longer receives; after it Send() fails with kShutdown.
+// Threads: Recv() and ReadPeerEvents() run on the receiving thread only, one at a time (the van
+// hands that role from thread to thread; see Van::ReceiveUntil). Send(), SetAddress() and Wake()
+// may be called from any thread. Close() may be called from any thread, once the receiving thread
+// no longer receives; after it Send() fails with kShutdown.
 #ifndef PS_INTERNAL_TRANSPORT_H_
 #define PS_INTERNAL_TRANSPORT_H_
 
@@ -37,18 +37,19 @@ class Transport {
   // Closing waits at most "linger_ms" for unsent messages.
   virtual Status Bind(int port, int linger_ms, int* bound_port) = 0;
   // Records where node "id" listens; a later Send to "id" connects there. With "watch", the
-  // connection is watched and its breaking reported by Recv. Thread-safe.
+  // connection is watched and its breaking reported by ReadPeerEvents. Thread-safe.
   virtual void SetAddress(int id, const std::string& host, int port, bool watch) = 0;
   // Sends the frames [meta][data...] to node "id" and adds their size to "bytes". Fails, saying
   // why, when the peer is unknown, the transport is closed or the send itself fails.
   // Thread-safe.
   virtual Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
                       size_t* bytes) = 0;
-  // Waits up to "timeout_ms" for one message and returns its frames; false on timeout, on
-  // Wake(), or when only peer events came, which it passes to "on_event" first.
-  // REQUIRES: the receiving thread.
-  virtual bool Recv(std::vector<SArray<char>>* frames, int timeout_ms,
-                    const PeerEvent& on_event) = 0;
+  // Waits up to "timeout_ms" for one message and returns its frames; false on timeout or on
+  // Wake(). REQUIRES: the receiving thread.
+  virtual bool Recv(std::vector<SArray<char>>* frames, int timeout_ms) = 0;
+  // Passes what happened to the watched connections since the last call to "on_event", without
+  // waiting. Kept off Recv, whose path every message takes. REQUIRES: the receiving thread.
+  virtual void ReadPeerEvents(const PeerEvent& on_event) = 0;
   // Makes a blocked Recv() return. Thread-safe.
   virtual void Wake() = 0;
   // Closes every endpoint, waiting at most the linger for unsent messages. Idempotent.
