@@ -16,6 +16,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE_TIMEOUT = 300  # seconds; a suite that runs longer is killed and counted as failed
+SANITIZER_TIMEOUT = 900  # the same under ASAN or TSAN, which run several times slower
 
 
 def run(cmd, env, cwd=ROOT):
@@ -64,6 +65,9 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("-k", "--filter", default="", help="run only suites whose name has this")
     args = ap.parse_args()
+    global SUITE_TIMEOUT
+    if os.path.basename(os.path.normpath(args.build_dir)) != "build":
+        SUITE_TIMEOUT = SANITIZER_TIMEOUT
     env = dict(os.environ, PS_BUILD_DIR=args.build_dir, PYTHONDONTWRITEBYTECODE="1")
     # Sanitizer builds: libzmq is not instrumented (see tests/tsan.supp); any report fails.
     env.setdefault("TSAN_OPTIONS", f"suppressions={ROOT}/tests/tsan.supp halt_on_error=1")

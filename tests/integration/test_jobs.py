@@ -96,9 +96,10 @@ class JobTest(unittest.TestCase):
                 continue
             self.assertIn("worker 1 (node 11 at ", n.stderr(), job.report())
             self.assertIn("Wait called from a response handler", n.stderr(), job.report())
-        # Every node ends within about a second of the failure (heartbeat timeout: 10 s).
+        # Every node ends within about a second of the failure (heartbeat timeout: 10 s); a node
+        # whose answers to the dead one are still queued waits out the linger (2 s) as it closes.
         ends = sorted(n.ended for n in job.nodes)
-        self.assertLess(ends[-1] - ends[0], 2, job.report())
+        self.assertLess(ends[-1] - ends[0], 3.5, job.report())
 
     def test_finalize_returns_after_every_request_was_handled(self):
         job = self.run_job(2, 2, args=["--rounds", "5", "--count-after-answer", "20"])
