@@ -28,7 +28,7 @@ CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -pthr
 LDFLAGS += $(SAN)
 
 # ---- library --------------------------------------------------------------------------------
-LIB_SRCS := $(sort $(wildcard src/*/*.cc))
+LIB_SRCS := $(sort $(filter-out src/python/%,$(wildcard src/*/*.cc)))
 PROTO_SRC := $(GEN)/meta.pb.cc
 LIB_OBJS := $(LIB_SRCS:%.cc=$(OBJ)/%.o) $(OBJ)/gen/meta.pb.o
 
@@ -143,5 +143,8 @@ clean:
 
 # Keep objects of test binaries: they are not intermediate files to delete.
 .SECONDARY:
+
+# The Python module (make python): its own file, make/python.mk.
+include make/python.mk
 
 -include $(shell find build -name '*.d' 2>/dev/null)
