@@ -35,3 +35,6 @@ install: install-python
 install-python: python
 	install -d $(PREFIX)/$(PY_SITE)/slackline
 	install -m 644 $(PY_MODULE) $(PY_PKG)/__init__.py $(PREFIX)/$(PY_SITE)/slackline/
+
+# tests/run_tests.py runs the module's suites (tests/python/) under this interpreter.
+test: export PS_PYTHON := $(PYTHON)
