@@ -39,8 +39,9 @@ PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
 BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
-# Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files.
-DEMO_NAMES := $(notdir $(patsubst %/,%,$(wildcard demo/*/)))
+# Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files (demo/python
+# holds scripts: see make/python.mk).
+DEMO_NAMES := $(filter-out python,$(notdir $(patsubst %/,%,$(wildcard demo/*/))))
 DEMO_BINS := $(DEMO_NAMES:%=$(BUILD)/demo/%)
 
 .PHONY: all lib demos test bench lint install clean help

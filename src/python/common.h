@@ -82,12 +82,12 @@ py::array AsArray(const py::handle& obj, const char* arg, bool writeable = false
   py::array a = py::reinterpret_borrow<py::array>(obj);
   py::dtype dt = a.dtype();
   if (!dt.is(py::dtype::of<T>()) && !dt.equal(py::dtype::of<T>())) {
-    BadArgument(arg, "dtype is " + std::string(py::str(dt)) + ", expected " + DtypeName<T>() +
-                         hint);
+    BadArgument(arg,
+                "dtype is " + std::string(py::str(dt)) + ", expected " + DtypeName<T>() + hint);
   }
   if (!(a.flags() & py::array::c_style)) {
-    BadArgument(arg, "the array is not contiguous; pass numpy.ascontiguousarray(" +
-                         std::string(arg) + ")");
+    BadArgument(
+        arg, "the array is not contiguous; pass numpy.ascontiguousarray(" + std::string(arg) + ")");
   }
   if (writeable && !a.writeable()) BadArgument(arg, "the array is read-only");
   return a;

@@ -116,7 +116,9 @@ class PyKVWorker {
     if (d_) d_->set_consistency(c);
   }
 
-  std::string consistency() { return f_ ? f_->consistency().ToString() : d_->consistency().ToString(); }
+  std::string consistency() {
+    return f_ ? f_->consistency().ToString() : d_->consistency().ToString();
+  }
 
   void SetFilters(const std::string& spec) {
     Status s = f_ ? f_->set_filters(spec) : d_->set_filters(spec);

@@ -1,12 +1,13 @@
 // The slackline module (slackline._core): the node's life cycle, roles and barriers, and the
 // apps of kv_worker.cc, kv_server.cc and ssp.cc.
+#include "python/module.h"
+
 #include <dmlc/logging.h>
 
 #include <string>
 
 #include "ps/ps.h"
 #include "python/common.h"
-#include "python/module.h"
 
 namespace ps {
 namespace python {
@@ -61,8 +62,8 @@ void RequireNode(Role role, const char* what) {
     const char* is = Node()->is_scheduler() ? "the scheduler"
                      : Node()->is_server()  ? "a server"
                                             : "a worker";
-    throw Error(std::string(what) + " needs a " +
-                (role == Role::kWorker ? "worker" : "server") + " node; this node is " + is);
+    throw Error(std::string(what) + " needs a " + (role == Role::kWorker ? "worker" : "server") +
+                " node; this node is " + is);
   }
 }
 
@@ -112,9 +113,8 @@ PYBIND11_MODULE(_core, m) {
         "Ends customer_id; with barrier, first waits until every node reaches finalize. The "
         "last finalize of the process stops the node. Blocks without the GIL; request handles "
         "keep running meanwhile.");
-  m.def("barrier", &ps::python::Barrier, arg("group") = ps::kScheduler + ps::kServerGroup +
-                                                          ps::kWorkerGroup,
-        arg("customer_id") = 0,
+  m.def("barrier", &ps::python::Barrier,
+        arg("group") = ps::kScheduler + ps::kServerGroup + ps::kWorkerGroup, arg("customer_id") = 0,
         "Blocks (without the GIL) until every node of group (SCHEDULER, SERVERS, WORKERS, a sum, "
         "ALL) called barrier with it.");
   m.def("is_scheduler", [] { return Node()->is_scheduler(); });

@@ -82,12 +82,13 @@ class PyGroup {
 
 class PyWorker {
  public:
-  PyWorker(PyGroup* group, int customer_id) {
+  PyWorker(PyGroup* group, int customer_id) : group_(group) {
     RequireNode(Role::kWorker, "SSPWorker");
     worker_.reset(new SSPWorker(group->get(), customer_id));
   }
 
   void Clock() {
+    CheckOpen();
     Status s;
     {
       Blocking unlocked;
@@ -99,16 +100,21 @@ class PyWorker {
   int clock() const { return worker_->clock(); }
 
   SSPWorker* get() { return worker_.get(); }
+  // Raises slackline.Error once the group is closed: the worker must not touch it then.
+  void CheckOpen() { group_->get(); }
 
  private:
+  PyGroup* const group_;  // kept alive by the Python object (keep_alive)
   std::unique_ptr<SSPWorker> worker_;
 };
 
 class PyTable {
  public:
-  PyTable(PyWorker* worker, int table_id) : table_(worker->get()->table(table_id)) {}
+  PyTable(PyWorker* worker, int table_id)
+      : worker_(worker), table_(worker->get()->table(table_id)) {}
 
   py::object Get(uint64_t row, int staleness) {
+    worker_->CheckOpen();
     SSPRow r;
     Status s;
     {
@@ -124,9 +130,13 @@ class PyTable {
     return py::make_tuple(cols, values);
   }
 
-  void Inc(uint64_t row, uint64_t col, double delta) { Check(table_.Inc(row, col, delta)); }
+  void Inc(uint64_t row, uint64_t col, double delta) {
+    worker_->CheckOpen();
+    Check(table_.Inc(row, col, delta));
+  }
 
   void BatchInc(uint64_t row, const py::object& cols_obj, const py::object& deltas_obj) {
+    worker_->CheckOpen();
     py::array cols = AsArray<uint64_t>(cols_obj, "cols");
     py::array deltas = AsArray<double>(deltas_obj, "deltas");
     if (cols.size() != deltas.size()) {
@@ -140,6 +150,7 @@ class PyTable {
   }
 
   void IncRow(uint64_t row, const py::object& deltas_obj) {
+    worker_->CheckOpen();
     py::array deltas = AsArray<double>(deltas_obj, "deltas");
     const auto* d = static_cast<const double*>(deltas.data());
     if (table_.row_width() > 0 && deltas.size() != table_.row_width()) {
@@ -154,6 +165,7 @@ class PyTable {
   int row_width() const { return table_.row_width(); }
 
  private:
+  PyWorker* const worker_;  // kept alive by the Python object (keep_alive)
   SSPTable table_;
 };
 
@@ -181,8 +193,9 @@ One worker thread of a group: its clock and its operation log. Use it from one t
 SSPWorker(group, customer_id=0). REQUIRES: a worker node.
 )doc")
       .def(py::init<PyGroup*, int>(), arg("group"), arg("customer_id") = 0, py::keep_alive<1, 2>())
-      .def("table", [](PyWorker* w, int id) { return new PyTable(w, id); }, arg("table_id"),
-           py::keep_alive<0, 1>(), "A handle on table table_id.")
+      .def(
+          "table", [](PyWorker* w, int id) { return new PyTable(w, id); }, arg("table_id"),
+          py::keep_alive<0, 1>(), "A handle on table table_id.")
       .def("clock", &PyWorker::Clock,
            "Ends this thread's current clock: sends its increments. Non-blocking.")
       .def_property_readonly("clocks", &PyWorker::clock, "Clock() calls so far.");

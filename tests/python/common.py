@@ -22,8 +22,10 @@ def env(**extra):
 
 
 def launch_args(servers, workers, script, *args, timeout=60):
+    """The launcher's command line for a job of "script" (a Python script or a program)."""
+    program = [PYTHON, script] if script.endswith(".py") else [script]
     return [PYTHON, LAUNCH, "-s", str(servers), "-n", str(workers), "--timeout", str(timeout),
-            "--", PYTHON, script, *[str(a) for a in args]]
+            "--", *program, *[str(a) for a in args]]
 
 
 def run_job(servers, workers, *args, script=NODE, timeout=60, **extra):
