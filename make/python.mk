@@ -38,3 +38,4 @@ install-python: python
 
 # tests/run_tests.py runs the module's suites (tests/python/) under this interpreter.
 test: export PS_PYTHON := $(PYTHON)
+bench: python
