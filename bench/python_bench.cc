@@ -108,7 +108,7 @@ void RunWorker(int rounds) {
 }
 
 int RunNode(int argc, char** argv) {
-  const int rounds = ps::test::IntFlag(argc, argv, "--rounds", 7);
+  const int rounds = ps::test::IntFlag(argc, argv, "--rounds", 9);
   const char* task = std::getenv("DMLC_TASK_ID");
   const int servers = std::atoi(std::getenv("DMLC_NUM_SERVER"));
   const int workers = std::atoi(std::getenv("DMLC_NUM_WORKER"));

@@ -91,7 +91,7 @@ def driver(build, rounds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--node", action="store_true", help="run as the job's Python worker")
-    ap.add_argument("--rounds", type=int, default=7, help="turns per case (median)")
+    ap.add_argument("--rounds", type=int, default=9, help="turns per case (median)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     args = ap.parse_args()
     if args.node:

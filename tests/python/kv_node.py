@@ -298,7 +298,8 @@ def main():
     mode, args = sys.argv[1], sys.argv[2:]
     dtype = np.float64 if os.environ.get("TEST_DTYPE") == "float64" else np.float32
     handle = os.environ.get("TEST_HANDLE", "default")
-    report(role=os.environ.get("DMLC_ROLE"), pid=os.getpid())
+    report(role=os.environ.get("DMLC_ROLE"), pid=os.getpid(),
+           module=os.path.dirname(sl.__file__))
     sl.start()
     if sl.is_server():
         if mode == "bad_args":

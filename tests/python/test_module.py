@@ -7,8 +7,8 @@ import tempfile
 import threading
 import unittest
 
-from common import (alive, env, launch_args, module_missing, pids, reports, run_job,
-                    wait_until, NODE)
+from common import (BUILD_DIR, ROOT, alive, env, launch_args, module_missing, pids, reports,
+                    run_job, wait_until, NODE)
 
 MISSING = module_missing()
 
@@ -187,6 +187,30 @@ class InterruptTest(unittest.TestCase):
 
     def test_sigint_in_python_code_ends_the_job(self):
         self.check_interrupt_ends_job(1, "KeyboardInterrupt")
+
+
+@unittest.skipIf(MISSING, f"the slackline module does not import: {MISSING}")
+class InstallTest(unittest.TestCase):
+    @unittest.skipUnless(os.path.basename(BUILD_DIR) == "build",
+                         "make install-python is checked in the default build only")
+    def test_installed_module_runs_a_job_without_the_build_folder(self):
+        with tempfile.TemporaryDirectory() as prefix:
+            clean = {k: v for k, v in os.environ.items()
+                     if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+            p = subprocess.run(["make", "-s", "install-python", f"PREFIX={prefix}"], cwd=ROOT,
+                               env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stdout)
+            site = [os.path.join(d, "dist-packages") for d, _, _ in
+                    os.walk(os.path.join(prefix, "lib")) if os.path.basename(d).startswith(
+                        "python3")]
+            self.assertEqual(len(site), 1, p.stdout)
+            self.assertTrue(os.path.exists(os.path.join(site[0], "slackline", "__init__.py")))
+            code, out = run_job(1, 2, "sums", 100, 2, PYTHONPATH=site[0])
+        self.assertEqual(code, 0, out)
+        self.assertIn(os.path.join(site[0], "slackline"), out)
+        for r in reports(out):
+            self.assertEqual(r["got"], [6], out)
 
 
 if __name__ == "__main__":
