@@ -36,6 +36,8 @@ install-python: python
 	install -d $(PREFIX)/$(PY_SITE)/slackline
 	install -m 644 $(PY_MODULE) $(PY_PKG)/__init__.py $(PREFIX)/$(PY_SITE)/slackline/
 
-# tests/run_tests.py runs the module's suites (tests/python/) under this interpreter.
+# tests/run_tests.py runs the module's suites (tests/python/) under this interpreter; in an
+# ASAN build, with the sanitizer's runtime preloaded (the interpreter is not built with it).
 test: export PS_PYTHON := $(PYTHON)
+test: export PS_PYTHON_PRELOAD := $(if $(filter 1,$(ASAN)),$(shell $(CXX) -print-file-name=libasan.so))
 bench: python

@@ -16,7 +16,15 @@ PYTHON = sys.executable
 
 
 def env(**extra):
+    """The environment of a job's processes: the module on PYTHONPATH. For a sanitizer build
+    (make test ASAN=1), the sanitizer's runtime is preloaded (PS_PYTHON_PRELOAD), as the
+    interpreter is not built with it, and leak checks are off: CPython keeps objects alive
+    until exit by design, which LeakSanitizer would report as leaks."""
     e = dict(os.environ, PYTHONPATH=MODULE_DIR, PYTHONDONTWRITEBYTECODE="1")
+    preload = os.environ.get("PS_PYTHON_PRELOAD")
+    if preload:
+        e["LD_PRELOAD"] = preload
+        e["ASAN_OPTIONS"] = "detect_leaks=0"
     e.update({k: str(v) for k, v in extra.items()})
     return e
 
