@@ -18,6 +18,9 @@ namespace {
 std::mutex released_mu;
 std::vector<PyObject*> released;
 std::atomic<bool> any_released{false};
+// False once the interpreter finalized: references dropped after that are left alone (a
+// program that ends without finalize() may still have messages in flight).
+std::atomic<bool> interpreter_alive{false};
 
 // Constant after InitSignals.
 std::thread::id main_thread;
@@ -74,6 +77,7 @@ const char* DtypeName<int>() {
 }
 
 void Release(PyObject* ref) {
+  if (!interpreter_alive.load(std::memory_order_acquire)) return;
   if (PyGILState_Check()) {
     Py_DECREF(ref);
     return;
@@ -95,6 +99,8 @@ void DropReleased() {
 }
 
 void InitSignals() {
+  interpreter_alive.store(true);
+  Py_AtExit([] { interpreter_alive.store(false); });
   main_thread = std::this_thread::get_id();
   sigaction(SIGINT, nullptr, &previous_sigint);
   // A process started with SIGINT ignored keeps ignoring it.

@@ -49,7 +49,8 @@ void Release(PyObject* ref);
 // Drops the references the library let go of. REQUIRES: the GIL.
 void DropReleased();
 
-// Called once at import, on the main thread: installs the SIGINT handler.
+// Called once at import, on the main thread: installs the SIGINT handler and notes when the
+// interpreter finalizes.
 void InitSignals();
 
 // Releases the GIL for its scope; when it is the main thread, SIGINT meanwhile ends the process.
