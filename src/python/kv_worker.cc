@@ -161,7 +161,9 @@ class PyKVWorker {
       if (!out_obj->is_none()) {
         py::array out = AsArray<V>(*out_obj, "out", true, hint.c_str());
         const size_t m = static_cast<size_t>(out.size());
-        if (lens_obj.is_none() && ((n == 0 && m != 0) || (n > 0 && m % n != 0))) {
+        // (An empty out for some keys would be replaced by a new buffer: not the caller's.)
+        if ((n > 0 && m == 0) ||
+            (lens_obj.is_none() && ((n == 0 && m != 0) || (n > 0 && m % n != 0)))) {
           BadArgument("out", "holds " + std::to_string(m) + " values for " + std::to_string(n) +
                                  " keys: not a multiple; pass lens for values of different "
                                  "lengths");

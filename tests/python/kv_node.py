@@ -112,6 +112,7 @@ def bad_args(kv):
         "out_dtype": lambda: kv.pull(keys, out=np.zeros(3, dtype=np.float64)),
         "out_shape": lambda: kv.pull(keys, out=np.zeros(4, dtype=np.float32)),
         "out_readonly": lambda: kv.pull(keys, out=readonly),
+        "out_empty": lambda: kv.pull(keys, out=np.zeros(0, dtype=np.float32)),
         "out_strided": lambda: kv.pull(keys, out=np.zeros(6, dtype=np.float32)[::2]),
         "pull_lens_count": lambda: kv.pull(keys, lens=np.zeros(2, dtype=np.int32)),
         "callback": lambda: kv.push(keys, vals, callback=3),

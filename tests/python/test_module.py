@@ -114,6 +114,7 @@ class BadArgumentTest(unittest.TestCase):
         "out_dtype": ("ValueError", "out: dtype is float64, expected float32"),
         "out_shape": ("ValueError", "out: holds 4 values for 3 keys: not a multiple"),
         "out_readonly": ("ValueError", "out: the array is read-only"),
+        "out_empty": ("ValueError", "out: holds 0 values for 3 keys"),
         "out_strided": ("ValueError", "out: the array is not contiguous"),
         "pull_lens_count": ("ValueError", "lens: has 2 entries for 3 keys"),
         "callback": ("TypeError", "callback: expected a callable or None, got int"),
