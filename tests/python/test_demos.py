@@ -12,7 +12,10 @@ MISSING = module_missing()
 LINEAR_PY = os.path.join(ROOT, "demo", "python", "linear.py")
 MF_PY = os.path.join(ROOT, "demo", "python", "mf.py")
 LINEAR = os.path.join(BUILD_DIR, "demo", "linear")
-GEN_DATA = os.path.join(BUILD_DIR, "demo", "gen_data")
+# The data generator: in BUILD/tools/ where the tools have their own folder, else with the demos.
+GEN_DATA = next((p for p in (os.path.join(BUILD_DIR, "tools", "gen_data"),
+                             os.path.join(BUILD_DIR, "demo", "gen_data")) if os.path.exists(p)),
+                os.path.join(BUILD_DIR, "demo", "gen_data"))
 
 
 @unittest.skipIf(MISSING, f"the slackline module does not import: {MISSING}")
