@@ -28,7 +28,7 @@ CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -pthr
 LDFLAGS += $(SAN)
 
 # ---- library --------------------------------------------------------------------------------
-LIB_SRCS := $(sort $(wildcard src/*/*.cc))
+LIB_SRCS := $(sort $(filter-out src/python/%,$(wildcard src/*/*.cc)))
 PROTO_SRC := $(GEN)/meta.pb.cc
 LIB_OBJS := $(LIB_SRCS:%.cc=$(OBJ)/%.o) $(OBJ)/gen/meta.pb.o
 
@@ -39,8 +39,9 @@ PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
 BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
-# Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files.
-DEMO_NAMES := $(notdir $(patsubst %/,%,$(wildcard demo/*/)))
+# Demos: every folder demo/<name>/ builds $(BUILD)/demo/<name> from its .cc files (demo/python
+# holds scripts: see make/python.mk).
+DEMO_NAMES := $(filter-out python,$(notdir $(patsubst %/,%,$(wildcard demo/*/))))
 DEMO_BINS := $(DEMO_NAMES:%=$(BUILD)/demo/%)
 # Tools: every folder tools/<name>/ builds $(BUILD)/tools/<name> the same way.
 TOOL_NAMES := $(notdir $(patsubst %/,%,$(wildcard tools/*/)))
@@ -150,5 +151,8 @@ clean:
 
 # Keep objects of test binaries: they are not intermediate files to delete.
 .SECONDARY:
+
+# The Python module (make python): its own file, make/python.mk.
+include make/python.mk
 
 -include $(shell find build -name '*.d' 2>/dev/null)

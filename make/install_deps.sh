@@ -16,6 +16,7 @@ packages=(
   clang-format                        # make lint
   openmpi-bin                         # launcher: mpi mode
   openssh-server openssh-client       # launcher: ssh mode
+  python3-dev pybind11-dev python3-pybind11 python3-numpy  # src/python: the slackline module
 )
 
 missing=()

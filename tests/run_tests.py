@@ -2,8 +2,10 @@
 """Runs every test of the project and ends with one line: 'N passed, M failed'.
 
 GoogleTest binaries under BUILD/tests/{unit,integration} and the Python unittest suites
-(tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time. Exits 1 if
-any test failed or a suite did not finish.
+(tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time; the slackline
+module's suites (tests/python/test_*.py) run under the interpreter the module is built for
+(PS_PYTHON, set by make test; Debian's /usr/bin/python3 by default). Exits 1 if any test failed
+or a suite did not finish. Tests that could not run are counted as skipped, with the reason.
 """
 import argparse
 import json
@@ -46,8 +48,8 @@ def gtest_suite(binary, env):
     return total - failed, failed, out, secs
 
 
-def python_suite(folder, env):
-    code, out, secs = run([sys.executable, "-m", "unittest", "discover", "-v", "-s", folder,
+def python_suite(folder, env, python=sys.executable):
+    code, out, secs = run([python, "-m", "unittest", "discover", "-v", "-s", folder,
                            "-p", "test_*.py"], env)
     ran = re.search(r"^Ran (\d+) tests? in", out, re.M)
     total = int(ran.group(1)) if ran else 0
@@ -57,7 +59,8 @@ def python_suite(folder, env):
     skipped = int(skipped.group(1)) if skipped else 0
     if code != 0 and failed == 0:
         failed = max(1, total)
-    return total - failed - skipped, failed, out, secs
+    reasons = sorted(set(m[1] for m in re.findall(r"\.\.\. skipped (['\"])(.*)\1$", out, re.M)))
+    return total - failed - skipped, failed, out, secs, skipped, reasons
 
 
 def main():
@@ -85,18 +88,29 @@ def main():
     for folder in ("tests/integration", "tracker/tests"):
         if os.path.isdir(os.path.join(ROOT, folder)):
             suites.append((folder + "/test_*.py", "python", os.path.join(ROOT, folder)))
+    module_python = os.environ.get("PS_PYTHON", "/usr/bin/python3")
+    suites.append(("tests/python/test_*.py", "module", os.path.join(ROOT, "tests/python")))
 
-    passed = failed = 0
+    passed = failed = skipped = 0
     for name, kind, path in suites:
         if args.filter not in name:
             continue
-        p, f, out, secs = (gtest_suite if kind == "gtest" else python_suite)(path, env)
-        passed, failed = passed + p, failed + f
-        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed ({secs:.1f} s)",
-              flush=True)
+        k, reasons = 0, []
+        if kind == "gtest":
+            p, f, out, secs = gtest_suite(path, env)
+        elif kind == "module" and not os.access(module_python, os.X_OK):
+            p, f, out, secs, k, reasons = 0, 0, "", 0.0, 1, [f"{module_python} not found"]
+        else:
+            p, f, out, secs, k, reasons = python_suite(
+                path, env, module_python if kind == "module" else sys.executable)
+        passed, failed, skipped = passed + p, failed + f, skipped + k
+        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed"
+              f"{f', {k} skipped' if k else ''} ({secs:.1f} s)", flush=True)
+        for reason in reasons:
+            print(f"    skipped: {reason}", flush=True)
         if f:
             print("\n".join("    " + line for line in out.splitlines()[-60:]), flush=True)
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 
