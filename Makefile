@@ -16,6 +16,11 @@ BUILD := build$(if $(VARIANT),/$(subst $(eval) ,-,$(VARIANT)))
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
+# ---- output: one short line a step; make V=1 prints the full commands ----------------------
+# $(call say,CXX,file) prints "CXX file" and silences the command after it; with V=1 it is empty.
+V ?= 0
+say = $(if $(filter 1,$(V)),,@printf '%-6s %s\n' '$(1)' '$(2)';)
+
 # ---- flags ----------------------------------------------------------------------------------
 OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 SAN := $(if $(filter 1,$(ASAN)),-fsanitize=address -fno-omit-frame-pointer) \
@@ -55,47 +60,47 @@ help:
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
 	@echo "make install PREFIX=DIR"
-	@echo "options: DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
+	@echo "options: V=1 (full commands) DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
 
 # Generated protobuf code; objects wait for it, since several include meta.pb.h.
-$(GEN)/meta.pb.cc $(GEN)/meta.pb.h: src/message/meta.proto | $(DEPS_STAMP)
+$(GEN)/meta.pb.cc $(GEN)/meta.pb.h &: src/message/meta.proto | $(DEPS_STAMP)
 	@mkdir -p $(GEN)
-	protoc --proto_path=src/message --cpp_out=$(GEN) $<
+	$(call say,PROTOC,$<)protoc --proto_path=src/message --cpp_out=$(GEN) $<
 
 $(OBJ)/%.o: %.cc | $(DEPS_STAMP) $(GEN)/meta.pb.h
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(call say,CXX,$<)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # The key order check runs on every KVWorker call: vectorised (see key_order.cc).
 $(OBJ)/src/kv/key_order.o: CXXFLAGS += -O3
 
 $(OBJ)/gen/meta.pb.o: $(GEN)/meta.pb.cc
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Wno-extra -c $< -o $@
+	$(call say,CXX,$<)$(CXX) $(CXXFLAGS) -Wno-extra -c $< -o $@
 
 $(BUILD)/libps.a: $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)ar rcs $@ $^
 
 $(BUILD)/libps.so: $(LIB_OBJS)
-	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -shared -o $@ $^ $(LDFLAGS) $(DEP_LIBS)
 
 # ps.pc for the in-tree build: points at this checkout's include/ and $(BUILD)/.
 $(BUILD)/pkgconfig/ps.pc: make/ps.pc.in Makefile
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
+	$(call say,GEN,$@)sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
 	    -e 's|@CFLAGS@|$(strip $(KEYDEF) $(SAN))|; s|@LIBS@|$(strip $(SAN))|' $< > $@
 
 # Test binaries link the static library, so they run from any folder. Programs that tests
 # start as processes have their own main().
 $(PROG_BINS) $(BENCH_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
 define DEMO_RULE
 $(BUILD)/demo/$(1): $(patsubst %.cc,$(OBJ)/%.o,$(wildcard demo/$(1)/*.cc)) $(BUILD)/libps.a
 	@mkdir -p $$(dir $$@)
-	$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
+	$$(call say,LD,$$@)$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
 endef
 $(foreach d,$(DEMO_NAMES),$(eval $(call DEMO_RULE,$(d))))
 
@@ -103,7 +108,7 @@ demos: $(DEMO_BINS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
 
 test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
@@ -127,7 +132,7 @@ demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
 
 $(DEMO_DATA)/train.libsvm: $(BUILD)/demo/gen_data
 	@mkdir -p $(DEMO_DATA)
-	$(BUILD)/demo/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
+	$(call say,GEN,$@)$(BUILD)/demo/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
 
 install: lib
 	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig

@@ -16,6 +16,11 @@ packages=(
   clang-format                        # make lint
   openmpi-bin                         # launcher: mpi mode
   openssh-server openssh-client       # launcher: ssh mode
+  slurm-wlm slurmctld slurmd munge    # launcher: slurm mode (tests run a one-host Slurm)
+  prometheus-cpp-dev                  # metrics: Prometheus registry and pull exposer
+  curl prometheus                     # tests: scrape metrics, promtool check metrics
+  liblinear-tools                     # tests: reference optimum on generated data
+  python3-matplotlib                  # bench and make demo: PNG plots (/usr/bin/python3)
 )
 
 missing=()

@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Runs every test of the project and ends with one line: 'N passed, M failed'.
+"""Runs every test of the project and ends with one line: 'N passed, M failed', followed by
+', K skipped' when some tests could not run here; each reason for a skip is printed on a line of
+its own before it.
 
 GoogleTest binaries under BUILD/tests/{unit,integration} and the Python unittest suites
 (tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time. Exits 1 if
-any test failed or a suite did not finish.
+any test failed or a suite did not finish; skipped tests do not fail the run.
+
+A Python test that cannot run here (data this machine lacks) is skipped with unittest's
+skip and a reason that reads "<what>: <why>"; tests skipped for the same reason are printed as
+one line "skipped N <what>: <why>".
 """
 import argparse
 import json
@@ -15,6 +21,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIP_REASON = re.compile(r" \.\.\. skipped '(.*)'$", re.M)  # unittest -v
 SUITE_TIMEOUT = 300  # seconds; a suite that runs longer is killed and counted as failed
 
 
@@ -42,7 +49,7 @@ def gtest_suite(binary, env):
     if code != 0 and failed == 0:
         failed = 1  # a non-zero exit is a failure even when every test passed
         total = max(total, 1)
-    return total - failed, failed, out, secs
+    return total - failed, failed, 0, out, secs
 
 
 def python_suite(folder, env):
@@ -56,7 +63,7 @@ def python_suite(folder, env):
     skipped = int(skipped.group(1)) if skipped else 0
     if code != 0 and failed == 0:
         failed = max(1, total)
-    return total - failed - skipped, failed, out, secs
+    return total - failed - skipped, failed, skipped, out, secs
 
 
 def main():
@@ -82,17 +89,23 @@ def main():
         if os.path.isdir(os.path.join(ROOT, folder)):
             suites.append((folder + "/test_*.py", "python", os.path.join(ROOT, folder)))
 
-    passed = failed = 0
+    passed = failed = skipped = 0
+    reasons = {}  # reason -> tests skipped for it
     for name, kind, path in suites:
         if args.filter not in name:
             continue
-        p, f, out, secs = (gtest_suite if kind == "gtest" else python_suite)(path, env)
-        passed, failed = passed + p, failed + f
-        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed ({secs:.1f} s)",
-              flush=True)
+        p, f, k, out, secs = (gtest_suite if kind == "gtest" else python_suite)(path, env)
+        passed, failed, skipped = passed + p, failed + f, skipped + k
+        more = f", {k} skipped" if k else ""
+        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed{more} "
+              f"({secs:.1f} s)", flush=True)
         if f:
             print("\n".join("    " + line for line in out.splitlines()[-60:]), flush=True)
-    print(f"{passed} passed, {failed} failed")
+        for reason in SKIP_REASON.findall(out):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, n in reasons.items():
+        print(f"skipped {n} {reason}")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 
