@@ -59,6 +59,18 @@ std::string Consistency::ToString() const {
   }
 }
 
+const double Customer::TaskCounters::kLatencyBounds[kLatencyBuckets - 1] = {
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1, 5};
+
+void Customer::TaskCounters::ObserveLatency(int kind, Clock::duration d) {
+  const double s = std::chrono::duration<double>(d).count();
+  int b = 0;
+  while (b < kLatencyBuckets - 1 && s > kLatencyBounds[b]) ++b;
+  latency[kind][b].fetch_add(1, std::memory_order_relaxed);
+  latency_ns[kind].fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(),
+                             std::memory_order_relaxed);
+}
+
 ConsistencyStats Customer::TaskCounters::Snapshot() const {
   ConsistencyStats s;
   s.requests = requests.load();
@@ -113,6 +125,7 @@ int Customer::NewRequest(const std::vector<int>& recvers) {
   Pending& p = pending_[ts];
   p.awaiting = recvers;
   p.remaining = static_cast<int>(recvers.size());
+  p.sent_at = Clock::now();
   return ts;
 }
 
@@ -184,6 +197,7 @@ int Customer::NewTask(const std::vector<int>& recvers, const std::vector<int>& a
 
 Customer::Ready Customer::SendLocked(int ts, Pending* p) {
   p->sent = true;
+  p->sent_at = Clock::now();
   p->in_flight = p->remaining > 0;
   if (p->in_flight && ++in_flight_ > counters_->max_in_flight.load(std::memory_order_relaxed)) {
     counters_->max_in_flight.store(in_flight_, std::memory_order_relaxed);
@@ -342,6 +356,11 @@ int Customer::NewFailedRequest(const Status& why) {
   return ts;
 }
 
+size_t Customer::requests_in_flight() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return pending_.size();
+}
+
 size_t Customer::pending_size() {
   std::lock_guard<std::mutex> lk(mu_);
   size_t unwaited = 0;
@@ -368,6 +387,7 @@ void Customer::FinishLocked(int ts, Status status, std::vector<Ready>* ready) {
     Pending p = std::move(it->second);
     pending_.erase(it);
     if (p.in_flight) --in_flight_;
+    if (p.received > 0) counters_->ObserveLatency(p.kind, Clock::now() - p.sent_at);
     if (!st.ok()) failed_[t].status = st;
     for (const auto& [d, fails_with] : p.dependents) {
       auto dit = pending_.find(d);
@@ -442,6 +462,9 @@ void Customer::Handle(const Message& msg) {
     bool expected = it != pending_.end() &&
                     std::find(it->second.awaiting.begin(), it->second.awaiting.end(), sender) !=
                         it->second.awaiting.end();
+    if (expected && it->second.received == 0) {
+      it->second.kind = (msg.meta.push ? 1 : 0) + (msg.meta.pull ? 2 : 0);
+    }
     if (!expected) {
       if (Van* van = postoffice_->van()) {
         van->Drop(DropReason::kUnroutable, "response to request " + std::to_string(ts) +

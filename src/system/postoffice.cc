@@ -1,5 +1,7 @@
 #include "ps/internal/postoffice.h"
 
+#include "metrics/metrics_exposer.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -107,6 +109,7 @@ Postoffice::Postoffice(std::unordered_map<std::string, std::string> env)
     : own_env_(new Environment(std::move(env))), env_(own_env_.get()) {}
 
 Postoffice::~Postoffice() {
+  metrics_.reset();
   if (van_) van_->Stop();
 }
 
@@ -145,6 +148,7 @@ Status Postoffice::ParseConfigLocked() {
   if (const char* i = env_->find("DMLC_INTERFACE")) o.interface = Trim(i);
   check(ReadInt(*env_, "PS_VERBOSE", false, 0, 0, 2, &o.verbose));
   check(ReadInt(*env_, "PS_SPIN_US", false, 0, 0, 1000000, &spin_us_));
+  check(ReadInt(*env_, "PS_METRICS_PORT", false, -1, 0, 65535, &metrics_port_));
   check(ReadSeconds(*env_, "PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
   check(ReadSeconds(*env_, "PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
   check(ReadSeconds(*env_, "PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
@@ -179,6 +183,15 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
           [this](const Node& node, const Status& why) { OnNodeFailed(node, why); });
       if (!s.ok()) return s;
       node_ids_.clear();
+      metrics_.reset();
+      if (metrics_port_ >= 0) {
+        s = MetricsExposer::Start(this, metrics_port_, &metrics_);
+        if (!s.ok()) {
+          van_->Stop();
+          return s;
+        }
+        LOG(INFO) << RoleName(options_.role) << " serves metrics at " << MetricsUrl();
+      }
     }
     ++active_customers_;
     van = van_.get();
@@ -187,7 +200,10 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
   if (!s.ok()) return s;
   {
     std::lock_guard<std::mutex> lk(start_mu_);
-    if (node_ids_.empty()) BuildNodeIDs();
+    if (node_ids_.empty()) {
+      BuildNodeIDs();
+      ReportRank();
+    }
   }
   if (do_barrier) return TryBarrier(customer_id, kScheduler + kServerGroup + kWorkerGroup);
   return Status::OK();
@@ -218,6 +234,7 @@ Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
       if (--active_customers_ > 0) return s;
     }
     van->Stop();
+    metrics_.reset();
     if (options_.verbose >= 1) LOG(INFO) << TrafficSummary(*van);
     std::lock_guard<std::mutex> lk(start_mu_);
     callbacks = exit_callbacks_;
@@ -244,6 +261,33 @@ Status Postoffice::TryBarrier(int customer_id, int node_group) {
 void Postoffice::Barrier(int customer_id, int node_group) {
   Status s = TryBarrier(customer_id, node_group);
   if (!s.ok()) Die(s);
+}
+
+void Postoffice::ReportRank() {
+  // tracker/launch.py labels a node's output by launch order until it reads this line; on both
+  // streams, so that the lines each stream carries after it follow it.
+  const char* report = env_->find("PS_REPORT_RANK");
+  if (!report || std::string(report) != "1") return;
+  const Node me = van_->my_node();
+  for (FILE* f : {stdout, stderr}) {
+    if (me.role != Node::SCHEDULER) {
+      std::fprintf(f, "@@slackline-rank %s %d\n", RoleName(me.role), IDtoRank(me.id));
+    }
+    if (metrics_ && f == stderr) std::fprintf(f, "@@slackline-metrics %s\n", MetricsUrl().c_str());
+    std::fflush(f);
+  }
+}
+
+std::string Postoffice::MetricsUrl() const {
+  return "http://" + van_->my_node().hostname + ":" + std::to_string(metrics_->port()) +
+         "/metrics";
+}
+
+void Postoffice::ForEachCustomer(const std::function<void(Customer*)>& fn) const {
+  std::lock_guard<std::mutex> lk(customers_mu_);
+  for (const auto& app : customers_) {
+    for (const auto& c : app.second) fn(c.second);
+  }
 }
 
 void Postoffice::BuildNodeIDs() {

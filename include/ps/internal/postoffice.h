@@ -26,6 +26,8 @@
 
 namespace ps {
 
+class MetricsExposer;  // src/metrics: serves the node's figures when PS_METRICS_PORT is set
+
 class Postoffice {
  public:
   // The default node, configured by the process environment (and Environment::Init).
@@ -62,6 +64,9 @@ class Postoffice {
   void RemoveCustomer(Customer* customer);
   // The customer (app_id, customer_id), waiting up to "timeout" seconds for it to register.
   Customer* GetCustomer(int app_id, int customer_id, int timeout = 0) const;
+  // Calls "fn" on each registered customer under the customers' lock, which keeps them alive
+  // (the metrics read them so). "fn" must not block or call back into the postoffice.
+  void ForEachCustomer(const std::function<void(Customer*)>& fn) const;
 
   // Node ids of a group (or {id} for a single node id). REQUIRES: started.
   const std::vector<int>& GetNodeIDs(int node_id) const;
@@ -112,6 +117,11 @@ class Postoffice {
   void OnData(Message&& msg);
   void OnNodeFailed(const Node& node, const Status& why);
   void BuildNodeIDs();
+  // With PS_REPORT_RANK=1 (set by tracker/launch.py), prints this node's role and rank once
+  // it has registered. REQUIRES: start_mu_ held.
+  void ReportRank();
+  // Where the metrics are served. REQUIRES: metrics_ set, start_mu_ held.
+  std::string MetricsUrl() const;
 
   // Constant after construction.
   std::unique_ptr<Environment> own_env_;
@@ -133,6 +143,8 @@ class Postoffice {
   std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
+  int metrics_port_ = -1;                    // PS_METRICS_PORT; -1: off
+  std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
 
   // Protected by customers_mu_.
   mutable std::mutex customers_mu_;
