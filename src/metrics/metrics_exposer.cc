@@ -81,9 +81,9 @@ class NodeCollectable : public prometheus::Collectable {
     if (!van) return {};
     const Node me = van->my_node();
     const bool registered = me.id != Node::kEmpty;
-    const std::string rank =
-        !registered || me.role == Node::SCHEDULER ? (registered ? "0" : "-1")
-                                                  : std::to_string(Postoffice::IDtoRank(me.id));
+    const std::string rank = !registered || me.role == Node::SCHEDULER
+                                 ? (registered ? "0" : "-1")
+                                 : std::to_string(Postoffice::IDtoRank(me.id));
     Families f({{"role", RoleName(me.role)}, {"rank", rank}});
 
     f.Gauge("slackline_node_up", "1 while the node runs; 0 once it knows its job failed",
@@ -103,9 +103,9 @@ class NodeCollectable : public prometheus::Collectable {
     }
     for (const auto& [id, t] : van->peer_traffic()) {
       auto it = names.find(id);
-      Labels peer = {{"peer", it != names.end()       ? it->second
-                              : id == Node::kEmpty    ? "unregistered"
-                                                      : "node-" + std::to_string(id)}};
+      Labels peer = {{"peer", it != names.end()    ? it->second
+                              : id == Node::kEmpty ? "unregistered"
+                                                   : "node-" + std::to_string(id)}};
       f.Counter("slackline_peer_sent_bytes_total", "bytes sent to a peer",
                 static_cast<double>(t.bytes_sent), peer);
       f.Counter("slackline_peer_sent_messages_total", "messages sent to a peer",
@@ -134,8 +134,8 @@ class NodeCollectable : public prometheus::Collectable {
                 app);
       f.Gauge("slackline_requests_in_flight", "requests issued and not finished",
               static_cast<double>(c->requests_in_flight()), app);
-      f.Gauge("slackline_requests_in_flight_max", "most tasks in flight at once",
-              s.max_in_flight, app);
+      f.Gauge("slackline_requests_in_flight_max", "most tasks in flight at once", s.max_in_flight,
+              app);
       f.Counter("slackline_held_back_total", "calls held back by the consistency model",
                 static_cast<double>(s.held_back), app);
       f.Counter("slackline_held_back_seconds_total", "time calls were held back",
@@ -150,9 +150,9 @@ class NodeCollectable : public prometheus::Collectable {
         if (count == 0) continue;
         Labels l = app;
         l.push_back({"kind", KindName(k)});
-        ClientMetric* m = f.Add("slackline_request_duration_seconds",
-                                "requests from send to their last response",
-                                MetricType::Histogram, l);
+        ClientMetric* m =
+            f.Add("slackline_request_duration_seconds", "requests from send to their last response",
+                  MetricType::Histogram, l);
         uint64_t cumulative = 0;
         for (int b = 0; b < TC::kLatencyBuckets; ++b) {
           cumulative += t.latency[k][b].load(std::memory_order_relaxed);
@@ -165,6 +165,28 @@ class NodeCollectable : public prometheus::Collectable {
             static_cast<double>(t.latency_ns[k].load(std::memory_order_relaxed)) * 1e-9;
       }
     });
+    for (const auto& source : po_->metrics_sources()) {
+      std::vector<Postoffice::MetricSample> samples;
+      source(&samples);
+      for (const auto& s : samples) {
+        if (s.buckets.empty()) {
+          if (s.counter) {
+            f.Counter(s.name, s.help, s.value, s.labels);
+          } else {
+            f.Gauge(s.name, s.help, s.value, s.labels);
+          }
+          continue;
+        }
+        ClientMetric* m = f.Add(s.name, s.help, MetricType::Histogram, s.labels);
+        uint64_t cumulative = 0;
+        for (const auto& [bound, count] : s.buckets) {
+          cumulative += count;
+          m->histogram.bucket.push_back({cumulative, bound});
+        }
+        m->histogram.sample_count = cumulative;
+        m->histogram.sample_sum = s.value;
+      }
+    }
     return f.Take();
   }
 
@@ -180,9 +202,8 @@ Status MetricsExposer::Start(Postoffice* postoffice, int port,
   try {
     m->exposer_.reset(new prometheus::Exposer("0.0.0.0:" + std::to_string(port), 2));
   } catch (const std::exception& e) {
-    return Status::IOError("PS_METRICS_PORT=" + std::to_string(port) +
-                           ": cannot serve metrics: " + e.what() +
-                           " (is the port in use? 0 picks a free one)");
+    return Status::IOError("PS_METRICS_PORT=" + std::to_string(port) + ": cannot serve metrics: " +
+                           e.what() + " (is the port in use? 0 picks a free one)");
   }
   std::vector<int> ports = m->exposer_->GetListeningPorts();
   m->port_ = ports.empty() ? port : ports[0];

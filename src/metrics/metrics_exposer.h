@@ -4,7 +4,9 @@
 // Pull model: nothing is counted for it. Each scrape reads, on one of the exposer's threads, the
 // counters the layers keep anyway: the van's traffic per peer, drops by reason, heartbeats and
 // dead nodes; each customer's requests, requests in flight, calls held back by the consistency
-// model and request latency by kind. Every sample carries the node's role and rank as labels
+// model and request latency by kind; and what the layers above add (Postoffice::
+// AddMetricsSource): each filter's bytes in, out and saved, the SSP tables' cache hit rate,
+// blocked reads and staleness histogram. Every sample carries the node's role and rank as labels
 // (rank -1 until the node has registered).
 //
 // Ownership and threads: the postoffice owns the exposer; Start binds and starts its threads,

@@ -1,12 +1,12 @@
 #include "ps/internal/postoffice.h"
 
-#include "metrics/metrics_exposer.h"
-
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+
+#include "metrics/metrics_exposer.h"
 
 namespace ps {
 namespace {
@@ -279,8 +279,17 @@ void Postoffice::ReportRank() {
 }
 
 std::string Postoffice::MetricsUrl() const {
-  return "http://" + van_->my_node().hostname + ":" + std::to_string(metrics_->port()) +
-         "/metrics";
+  return "http://" + van_->my_node().hostname + ":" + std::to_string(metrics_->port()) + "/metrics";
+}
+
+void Postoffice::AddMetricsSource(const MetricsSource& source) {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  metrics_sources_.push_back(source);
+}
+
+std::vector<Postoffice::MetricsSource> Postoffice::metrics_sources() const {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return metrics_sources_;
 }
 
 void Postoffice::ForEachCustomer(const std::function<void(Customer*)>& fn) const {

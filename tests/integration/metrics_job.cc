@@ -40,15 +40,15 @@ void PrintTraffic(int rounds, double sum) {
   ps::Van* van = ps::Postoffice::Get()->van();
   std::string out = "{\"role\": \"" + std::string(ps::IsServer() ? "server" : "worker") +
                     "\", \"rank\": " + std::to_string(ps::MyRank()) +
-                    ", \"rounds\": " + std::to_string(rounds) + ", \"sum\": " +
-                    std::to_string(sum) + ", \"peers\": {";
+                    ", \"rounds\": " + std::to_string(rounds) +
+                    ", \"sum\": " + std::to_string(sum) + ", \"peers\": {";
   bool first = true;
   for (const auto& [id, t] : van->peer_traffic()) {
     if (id < 8) continue;  // the scheduler's share keeps moving with heartbeats
     out += std::string(first ? "" : ", ") + "\"" + (id % 2 ? "worker-" : "server-") +
            std::to_string(ps::Postoffice::IDtoRank(id)) + "\": [" + std::to_string(t.bytes_sent) +
-           ", " + std::to_string(t.messages_sent) + ", " + std::to_string(t.bytes_received) +
-           ", " + std::to_string(t.messages_received) + "]";
+           ", " + std::to_string(t.messages_sent) + ", " + std::to_string(t.bytes_received) + ", " +
+           std::to_string(t.messages_received) + "]";
     first = false;
   }
   std::printf("%s}}\n", out.c_str());

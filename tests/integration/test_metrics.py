@@ -132,7 +132,7 @@ class MetricsTest(unittest.TestCase):
         self.addCleanup(self.tmp.cleanup)
 
     def test_scraped_while_running_and_equal_to_the_jobs_counters_at_the_end(self):
-        job = Launched(1, 2, self.tmp.name, "PS_METRICS_PORT=0")
+        job = Launched(1, 2, self.tmp.name, "PS_METRICS_PORT=0", "PS_FILTERS=key_cache")
         try:
             names = ("scheduler", "server 0", "worker 0", "worker 1")
             urls = wait_until(lambda: len(job.endpoints()) == 4 and job.endpoints(),
@@ -201,6 +201,15 @@ class MetricsTest(unittest.TestCase):
                 self.assertGreater(value(w, "slackline_heartbeats_sent_total"), 0)
                 self.assertEqual(value(w, "slackline_dropped_messages_total",
                                        reason="bad meta"), 0)
+            # What the key cache did: the server decoded exactly the bytes the workers encoded,
+            # and the signatures saved bytes.
+            key_cache = dict(filter="key_cache")  # one chain per node here
+            out = sum(value(final[f"worker {r}"], "slackline_filter_bytes_out_total",
+                            direction="encode", **key_cache) for r in range(2))
+            self.assertEqual(value(server, "slackline_filter_bytes_in_total", direction="decode",
+                                   **key_cache), out)
+            self.assertGreater(value(final["worker 0"], "slackline_filter_saved_bytes_total",
+                                     **key_cache), 0)
             # 1000 keys, each pushed 1 per round by every worker: the sums are exact.
             for rank in range(2):
                 self.assertEqual(got[f"worker {rank}"]["sum"], 1000 * rounds)

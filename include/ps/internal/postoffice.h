@@ -76,6 +76,22 @@ class Postoffice {
   // The server rank that owns "key" under GetServerKeyRanges().
   int ServerRankForKey(Key key);
 
+  // Figures a layer above offers the metrics (src/metrics, PS_METRICS_PORT): a counter or a
+  // gauge, or a histogram when "buckets" (upper bound, count in that bucket) is not empty.
+  struct MetricSample {
+    std::string name, help;
+    bool counter = true;
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 0;  // histograms: the sum of the observations
+    std::vector<std::pair<double, uint64_t>> buckets;
+  };
+  // Adds samples to each scrape. A source is called on an exposer thread, concurrently with
+  // everything else, until the node is destroyed: it must be thread-safe and share ownership
+  // of what it reads (as exit callbacks do). Thread-safe.
+  using MetricsSource = std::function<void(std::vector<MetricSample>* out)>;
+  void AddMetricsSource(const MetricsSource& source);
+  std::vector<MetricsSource> metrics_sources() const;
+
   // Called after the van stopped, by the last Finalize.
   using Callback = std::function<void()>;
   void RegisterExitCallback(const Callback& cb);
@@ -143,7 +159,8 @@ class Postoffice {
   std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
-  int metrics_port_ = -1;                    // PS_METRICS_PORT; -1: off
+  int metrics_port_ = -1;  // PS_METRICS_PORT; -1: off
+  std::vector<MetricsSource> metrics_sources_;
   std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
 
   // Protected by customers_mu_.

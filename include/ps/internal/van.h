@@ -190,8 +190,8 @@ class Van {
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<uint64_t> heartbeats_sent_{0};
   std::atomic<uint64_t> heartbeats_received_{0};
-  mutable std::mutex traffic_mu_;          // protects traffic_ only; taken last
-  std::map<int, PeerTraffic> traffic_;     // peer id -> counts
+  mutable std::mutex traffic_mu_;       // protects traffic_ only; taken last
+  std::map<int, PeerTraffic> traffic_;  // peer id -> counts
   void CountTraffic(int peer, uint64_t bytes, bool sent);
 
   // Protected by mu_.
