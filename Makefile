@@ -113,9 +113,14 @@ $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
 
-# Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/.
+# Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/; those
+# that compare models over time also get a PNG plot there (bench/plot.py, Debian's matplotlib,
+# hence Debian's interpreter).
+PLOT := /usr/bin/python3 bench/plot.py
 bench: $(BENCH_BINS) $(DEMO_BINS)
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; done
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; \
+	  case $$(basename $$b) in lr_consistency|ssp_staleness|consistency_bench) \
+	    $(PLOT) $$(basename $$b) $$b.jsonl $$b.png || exit 1;; esac; done
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \
@@ -127,8 +132,12 @@ DEMO_DATA := $(BUILD)/demo-data
 DEMO_GEN := --rows=100000 --features=100000 --nnz=20 --seed=1
 .PHONY: demo
 demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
-	python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear --data=$(DEMO_DATA)/train.libsvm \
-	    --test=$(DEMO_DATA)/test.libsvm --l1=2
+	@echo "python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear ..."
+	@bash -o pipefail -c 'python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear \
+	    --data=$(DEMO_DATA)/train.libsvm --test=$(DEMO_DATA)/test.libsvm --l1=2 --trace=on \
+	    | tee $(BUILD)/demo-run.log'
+	@$(PLOT) demo $(BUILD)/demo-run.log $(BUILD)/demo-objective.png >/dev/null && \
+	    echo "make demo: objective against time plotted in $(BUILD)/demo-objective.png"
 
 $(DEMO_DATA)/train.libsvm: $(BUILD)/demo/gen_data
 	@mkdir -p $(DEMO_DATA)
