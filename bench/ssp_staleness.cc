@@ -71,9 +71,8 @@ int main(int argc, char** argv) {
           "\"cache_hit_rate\": %s, \"rmse_per_clock\": %s, \"seconds_per_clock\": %s}\n",
           name.c_str(), s, essp ? "true" : "false", workers, clocks, seconds, clocks / seconds,
           rmse, (rmse0 - rmse) / seconds, target, ttt.c_str(),
-          JsonField(summary, "blocked_reads").c_str(),
-          JsonField(summary, "cache_hit_rate").c_str(), Array(summary, "rmse_per_clock").c_str(),
-          Array(summary, "seconds_per_clock").c_str());
+          JsonField(summary, "blocked_reads").c_str(), JsonField(summary, "cache_hit_rate").c_str(),
+          Array(summary, "rmse_per_clock").c_str(), Array(summary, "seconds_per_clock").c_str());
       std::fflush(stdout);
       if (!essp && s == 0) bsp_time = t;
       if (t >= 0 && (best_time < 0 || t < best_time)) {
