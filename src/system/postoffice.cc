@@ -176,6 +176,7 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
     if (!s.ok()) return s;
     if (active_customers_ == 0) {
       // First Start of this node (or the first after a complete Finalize): a fresh van.
+      metrics_.reset();  // it reads van_, about to be replaced
       if (van_) van_->Stop();
       van_ = Van::Create("zmq");
       s = van_->Start(
@@ -183,7 +184,6 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
           [this](const Node& node, const Status& why) { OnNodeFailed(node, why); });
       if (!s.ok()) return s;
       node_ids_.clear();
-      metrics_.reset();
       if (metrics_port_ >= 0) {
         s = MetricsExposer::Start(this, metrics_port_, &metrics_);
         if (!s.ok()) {
@@ -283,12 +283,12 @@ std::string Postoffice::MetricsUrl() const {
 }
 
 void Postoffice::AddMetricsSource(const MetricsSource& source) {
-  std::lock_guard<std::mutex> lk(start_mu_);
+  std::lock_guard<std::mutex> lk(sources_mu_);
   metrics_sources_.push_back(source);
 }
 
 std::vector<Postoffice::MetricsSource> Postoffice::metrics_sources() const {
-  std::lock_guard<std::mutex> lk(start_mu_);
+  std::lock_guard<std::mutex> lk(sources_mu_);
   return metrics_sources_;
 }
 

@@ -160,8 +160,12 @@ class Postoffice {
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
   int metrics_port_ = -1;  // PS_METRICS_PORT; -1: off
-  std::vector<MetricsSource> metrics_sources_;
   std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
+
+  // Protected by sources_mu_, which a scrape takes (never start_mu_: Start and Finalize stop
+  // the exposer, waiting for scrapes, while they hold start_mu_).
+  mutable std::mutex sources_mu_;
+  std::vector<MetricsSource> metrics_sources_;
 
   // Protected by customers_mu_.
   mutable std::mutex customers_mu_;
