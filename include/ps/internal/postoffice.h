@@ -159,7 +159,7 @@ class Postoffice {
   std::map<int, std::vector<int>> node_ids_;  // group or id -> node ids
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
-  int metrics_port_ = -1;  // PS_METRICS_PORT; -1: off
+  int metrics_port_ = -1;                    // PS_METRICS_PORT; -1: off
   std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
 
   // Protected by sources_mu_, which a scrape takes (never start_mu_: Start and Finalize stop
