@@ -16,6 +16,11 @@ BUILD := build$(if $(VARIANT),/$(subst $(eval) ,-,$(VARIANT)))
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
+# ---- output: one short line a step; make V=1 prints the full commands ----------------------
+# $(call say,CXX,file) prints "CXX file" and silences the command after it; with V=1 it is empty.
+V ?= 0
+say = $(if $(filter 1,$(V)),,@printf '%-6s %s\n' '$(1)' '$(2)';)
+
 # ---- flags ----------------------------------------------------------------------------------
 OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 SAN := $(if $(filter 1,$(ASAN)),-fsanitize=address -fno-omit-frame-pointer) \
@@ -60,48 +65,48 @@ help:
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
 	@echo "make install PREFIX=DIR"
-	@echo "options: DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
+	@echo "options: V=1 (full commands) DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
 
 # Generated protobuf code; objects wait for it, since several include meta.pb.h.
-$(GEN)/meta.pb.cc $(GEN)/meta.pb.h: src/message/meta.proto | $(DEPS_STAMP)
+$(GEN)/meta.pb.cc $(GEN)/meta.pb.h &: src/message/meta.proto | $(DEPS_STAMP)
 	@mkdir -p $(GEN)
-	protoc --proto_path=src/message --cpp_out=$(GEN) $<
+	$(call say,PROTOC,$<)protoc --proto_path=src/message --cpp_out=$(GEN) $<
 
 $(OBJ)/%.o: %.cc | $(DEPS_STAMP) $(GEN)/meta.pb.h
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(call say,CXX,$<)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # The key order check runs on every KVWorker call: vectorised (see key_order.cc).
 $(OBJ)/src/kv/key_order.o: CXXFLAGS += -O3
 
 $(OBJ)/gen/meta.pb.o: $(GEN)/meta.pb.cc
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Wno-extra -c $< -o $@
+	$(call say,CXX,$<)$(CXX) $(CXXFLAGS) -Wno-extra -c $< -o $@
 
 $(BUILD)/libps.a: $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)ar rcs $@ $^
 
 $(BUILD)/libps.so: $(LIB_OBJS)
-	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -shared -o $@ $^ $(LDFLAGS) $(DEP_LIBS)
 
 # ps.pc for the in-tree build: points at this checkout's include/ and $(BUILD)/.
 $(BUILD)/pkgconfig/ps.pc: make/ps.pc.in Makefile
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
+	$(call say,GEN,$@)sed -e 's|@PREFIX@|$(CURDIR)|; s|@INCLUDEDIR@|$${prefix}/include|; s|@LIBDIR@|$${prefix}/$(BUILD)|' \
 	    -e 's|@CFLAGS@|$(strip $(KEYDEF) $(SAN))|; s|@LIBS@|$(strip $(SAN))|' $< > $@
 
 # Test binaries link the static library, so they run from any folder. Programs that tests
 # start as processes have their own main().
 $(PROG_BINS) $(BENCH_BINS): $(BUILD)/%: $(OBJ)/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
 # $(call PROGRAM_RULE,demo,linear) links $(BUILD)/demo/linear from demo/linear/*.cc.
 define PROGRAM_RULE
 $(BUILD)/$(1)/$(2): $(patsubst %.cc,$(OBJ)/%.o,$(wildcard $(1)/$(2)/*.cc)) $(BUILD)/libps.a
 	@mkdir -p $$(dir $$@)
-	$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
+	$$(call say,LD,$$@)$$(CXX) -o $$@ $$(filter %.o,$$^) $(BUILD)/libps.a $$(LDFLAGS) $$(DEP_LIBS)
 endef
 $(foreach d,$(DEMO_NAMES),$(eval $(call PROGRAM_RULE,demo,$(d))))
 $(foreach t,$(TOOL_NAMES),$(eval $(call PROGRAM_RULE,tools,$(t))))
@@ -111,14 +116,19 @@ tools: $(TOOL_BINS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
 
 test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) $(TOOL_BINS) lib
 	@python3 tests/run_tests.py --build-dir $(BUILD)
 
-# Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/.
+# Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/; those
+# that compare models over time also get a PNG plot there (bench/plot.py, Debian's matplotlib,
+# hence Debian's interpreter).
+PLOT := /usr/bin/python3 bench/plot.py
 bench: $(BENCH_BINS) $(DEMO_BINS) $(TOOL_BINS)
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; done
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; \
+	  case $$(basename $$b) in lr_consistency|ssp_staleness|consistency_bench) \
+	    $(PLOT) $$(basename $$b) $$b.jsonl $$b.png || exit 1;; esac; done
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \
@@ -130,12 +140,16 @@ DEMO_DATA := $(BUILD)/demo-data
 DEMO_GEN := --rows=100000 --features=100000 --nnz=20 --seed=1
 .PHONY: demo
 demo: $(BUILD)/demo/linear $(DEMO_DATA)/train.libsvm
-	python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear --data=$(DEMO_DATA)/train.libsvm \
-	    --test=$(DEMO_DATA)/test.libsvm --l1=2
+	@echo "python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear ..."
+	@bash -o pipefail -c 'python3 tracker/launch.py -s 1 -n 2 -- $(BUILD)/demo/linear \
+	    --data=$(DEMO_DATA)/train.libsvm --test=$(DEMO_DATA)/test.libsvm --l1=2 --trace=on \
+	    | tee $(BUILD)/demo-run.log'
+	@$(PLOT) demo $(BUILD)/demo-run.log $(BUILD)/demo-objective.png >/dev/null && \
+	    echo "make demo: objective against time plotted in $(BUILD)/demo-objective.png"
 
 $(DEMO_DATA)/train.libsvm: $(BUILD)/tools/gen_data
 	@mkdir -p $(DEMO_DATA)
-	$(BUILD)/tools/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
+	$(call say,GEN,$@)$(BUILD)/tools/gen_data $(DEMO_GEN) --out=$@ --test-rows=20000 --test-out=$(DEMO_DATA)/test.libsvm
 
 install: lib
 	install -d $(PREFIX)/include/ps/internal $(PREFIX)/lib/pkgconfig

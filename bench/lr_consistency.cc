@@ -115,10 +115,16 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof(line),
                   "{\"bench\": \"lr_consistency\", \"model\": \"%s\", \"straggler_ms\": %d, "
                   "\"seconds_to_1pct\": %.3f, \"iterations\": %.0f, \"seconds\": %.3f, "
-                  "\"objective\": %.3f, \"best\": %.3f}",
+                  "\"objective\": %.3f, \"best\": %.3f, \"trace\": [",
                   r.model.c_str(), r.straggler_ms, reach, Field(r.json, "iterations"),
                   Field(r.json, "seconds"), Field(r.json, "objective"), best);
-    std::printf("%s\n", line);
+    std::printf("%s", line);
+    // [seconds, objective] per iteration, for bench/plot.py.
+    const auto trace = Trace(r.json);
+    for (size_t i = 0; i < trace.size(); ++i) {
+      std::printf("%s[%.4f, %.6f]", i ? ", " : "", trace[i].first, trace[i].second);
+    }
+    std::printf("]}\n");
     std::snprintf(line, sizeof(line), "| %s | %s | %.2f | %.0f | %.2f | %.1f |", r.model.c_str(),
                   r.straggler_ms ? ("worker " + std::to_string(workers - 1) + ", " +
                                     std::to_string(r.straggler_ms) + " ms per block")

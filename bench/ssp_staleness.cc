@@ -24,6 +24,14 @@
 using ps::test::IntFlag;
 using ps::test::JsonField;
 
+// The array "name" of a JSON line, as written ("[...]"); "[]" if absent.
+std::string Array(const std::string& json, const std::string& name) {
+  size_t at = json.find("\"" + name + "\": [");
+  if (at == std::string::npos) return "[]";
+  at = json.find('[', at);
+  return json.substr(at, json.find(']', at) - at + 1);
+}
+
 int main(int argc, char** argv) {
   const int workers = IntFlag(argc, argv, "--workers", 4);
   const int servers = IntFlag(argc, argv, "--servers", 2);
@@ -60,11 +68,11 @@ int main(int argc, char** argv) {
           "{\"case\": \"%s\", \"staleness\": %d, \"essp\": %s, \"workers\": %d, \"clocks\": %d, "
           "\"seconds\": %.3f, \"clocks_per_s\": %.2f, \"rmse\": %.4f, \"rmse_drop_per_s\": %.4f, "
           "\"target_rmse\": %.3f, \"time_to_target\": %s, \"blocked_reads\": %s, "
-          "\"cache_hit_rate\": %s}\n",
+          "\"cache_hit_rate\": %s, \"rmse_per_clock\": %s, \"seconds_per_clock\": %s}\n",
           name.c_str(), s, essp ? "true" : "false", workers, clocks, seconds, clocks / seconds,
           rmse, (rmse0 - rmse) / seconds, target, ttt.c_str(),
-          JsonField(summary, "blocked_reads").c_str(),
-          JsonField(summary, "cache_hit_rate").c_str());
+          JsonField(summary, "blocked_reads").c_str(), JsonField(summary, "cache_hit_rate").c_str(),
+          Array(summary, "rmse_per_clock").c_str(), Array(summary, "seconds_per_clock").c_str());
       std::fflush(stdout);
       if (!essp && s == 0) bsp_time = t;
       if (t >= 0 && (best_time < 0 || t < best_time)) {

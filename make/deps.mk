@@ -14,5 +14,6 @@ deps:
 	@echo "deps: all Debian packages present"
 
 # Libraries the build links; all come from the packages above.
-DEP_LIBS := -lzmq -lprotobuf-lite -ldmlc -lzstd -llz4 -lxxhash -pthread
+DEP_LIBS := -lzmq -lprotobuf-lite -ldmlc -lzstd -llz4 -lxxhash -lprometheus-cpp-pull \
+            -lprometheus-cpp-core -pthread
 TEST_LIBS := -lgtest -lgtest_main -pthread

@@ -17,6 +17,11 @@ packages=(
   openmpi-bin                         # launcher: mpi mode
   openssh-server openssh-client       # launcher: ssh mode
   python3-dev pybind11-dev python3-pybind11 python3-numpy  # src/python: the slackline module
+  slurm-wlm slurmctld slurmd munge    # launcher: slurm mode (tests run a one-host Slurm)
+  prometheus-cpp-dev                  # metrics: Prometheus registry and pull exposer
+  curl prometheus                     # tests: scrape metrics, promtool check metrics
+  liblinear-tools                     # tests: reference optimum on generated data
+  python3-matplotlib                  # bench and make demo: PNG plots (/usr/bin/python3)
 )
 
 missing=()

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Runs every test of the project and ends with one line: 'N passed, M failed'.
+"""Runs every test of the project and ends with one line: 'N passed, M failed', followed by
+', K skipped' when some tests could not run here; each reason for a skip is printed on a line of
+its own before it.
 
 GoogleTest binaries under BUILD/tests/{unit,integration} and the Python unittest suites
 (tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time; the slackline
 module's suites (tests/python/test_*.py) run under the interpreter the module is built for
 (PS_PYTHON, set by make test; Debian's /usr/bin/python3 by default). Exits 1 if any test failed
-or a suite did not finish. Tests that could not run are counted as skipped, with the reason.
+or a suite did not finish; skipped tests do not fail the run.
+
+A Python test that cannot run here (data this machine lacks) is skipped with unittest's
+skip and a reason that reads "<what>: <why>"; tests skipped for the same reason are printed as
+one line "skipped N <what>: <why>".
 """
 import argparse
 import json
@@ -17,6 +23,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIP_REASON = re.compile(r" \.\.\. skipped '(.*)'$", re.M)  # unittest -v
 SUITE_TIMEOUT = 300  # seconds; a suite that runs longer is killed and counted as failed
 SANITIZER_TIMEOUT = 900  # the same under ASAN or TSAN, which run several times slower
 
@@ -45,7 +52,7 @@ def gtest_suite(binary, env):
     if code != 0 and failed == 0:
         failed = 1  # a non-zero exit is a failure even when every test passed
         total = max(total, 1)
-    return total - failed, failed, out, secs
+    return total - failed, failed, 0, out, secs
 
 
 def python_suite(folder, env, python=sys.executable):
@@ -59,8 +66,7 @@ def python_suite(folder, env, python=sys.executable):
     skipped = int(skipped.group(1)) if skipped else 0
     if code != 0 and failed == 0:
         failed = max(1, total)
-    reasons = sorted(set(m[1] for m in re.findall(r"\.\.\. skipped (['\"])(.*)\1$", out, re.M)))
-    return total - failed - skipped, failed, out, secs, skipped, reasons
+    return total - failed - skipped, failed, skipped, out, secs
 
 
 def main():
@@ -92,24 +98,28 @@ def main():
     suites.append(("tests/python/test_*.py", "module", os.path.join(ROOT, "tests/python")))
 
     passed = failed = skipped = 0
+    reasons = {}  # reason -> tests skipped for it
     for name, kind, path in suites:
         if args.filter not in name:
             continue
-        k, reasons = 0, []
         if kind == "gtest":
-            p, f, out, secs = gtest_suite(path, env)
+            p, f, k, out, secs = gtest_suite(path, env)
         elif kind == "module" and not os.access(module_python, os.X_OK):
-            p, f, out, secs, k, reasons = 0, 0, "", 0.0, 1, [f"{module_python} not found"]
+            p, f, k, secs = 0, 0, 1, 0.0
+            out = f"{name} ... skipped 'the slackline module's tests: {module_python} not found'"
         else:
-            p, f, out, secs, k, reasons = python_suite(
+            p, f, k, out, secs = python_suite(
                 path, env, module_python if kind == "module" else sys.executable)
         passed, failed, skipped = passed + p, failed + f, skipped + k
-        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed"
-              f"{f', {k} skipped' if k else ''} ({secs:.1f} s)", flush=True)
-        for reason in reasons:
-            print(f"    skipped: {reason}", flush=True)
+        more = f", {k} skipped" if k else ""
+        print(f"{'PASS' if f == 0 else 'FAIL'} {name}: {p} passed, {f} failed{more} "
+              f"({secs:.1f} s)", flush=True)
         if f:
             print("\n".join("    " + line for line in out.splitlines()[-60:]), flush=True)
+        for reason in SKIP_REASON.findall(out):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, n in reasons.items():
+        print(f"skipped {n} {reason}")
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 

@@ -11,8 +11,9 @@ it its role:
     DMLC_PS_ROOT_PORT  the scheduler's port (--scheduler-port)
     DMLC_NODE_HOST     ssh launcher only: the host the node runs on
     DMLC_TASK_ID       the node's place in the job: scheduler 0, servers 1..S, then workers
-                       (under --launcher mpi, its MPI rank)
-    DMLC_JOB_CLUSTER   local, ssh or mpi, as dmlc-core's tracker sets it
+                       (under --launcher mpi, its MPI rank; under slurm, its SLURM_PROCID)
+    DMLC_JOB_CLUSTER   local, ssh, mpi or slurm, as dmlc-core's tracker sets it
+    PS_REPORT_RANK     1: a Slackline node tells the launcher its rank once it has registered
 
 and every --env NAME=VALUE.
 
@@ -31,13 +32,26 @@ Launchers:
          workers. launch.py, the python3 running it and CMD must be at the same paths on
          every host. mpirun stops ranks itself: SIGTERM --grace seconds (rounded up) after
          it is told to stop, SIGKILL as long after that.
+  slurm  one srun starts every node as a task of a Slurm job step: inside an allocation
+         (sbatch, salloc) on its nodes, otherwise srun asks Slurm for one. Each task runs
+         `launch.py --slurm-node -- CMD`, which takes the node's role from SLURM_PROCID (0 is
+         the scheduler, then the servers, then the workers) and checks SLURM_NTASKS. The
+         scheduler's address is the first host of the allocation (SLURM_JOB_NODELIST), else
+         this machine's host name. launch.py, the python3 running it and CMD must be at the
+         same paths on every node. srun passes the environment on and stops the tasks itself
+         (SIGTERM, then SIGKILL after the cluster's KillWait); --srun-arg adds options.
 
 Hostfile: one host per line, `host[:port] [slots=N]`; `#` starts a comment. The port is the
 ssh port (ssh launcher only).
 
 Output: every line a node prints is printed with its node's name in front, `[scheduler]`,
 `[server 0]`, `[worker 1]`, on stdout or stderr as the node wrote it; with --log-dir, also
-(without the prefix) to DIR/scheduler.log, DIR/server-0.log, DIR/worker-1.log, ...
+(without the prefix) to DIR/scheduler.log, DIR/server-0.log, DIR/worker-1.log, ... Nodes are
+started in the order of their task ids, but the scheduler gives ranks in the order nodes
+register; so a Slackline node, once registered, reports its rank (PS_REPORT_RANK) and from
+then on its lines carry that rank: `[worker 1]` is the worker of rank 1 (what MyRank()
+returns, and what --straggler=1:MS of demo/linear slows). Earlier lines, and those of
+programs that do not report, carry the launch order.
 
 Stopping: when a node fails (exits non-zero or is killed by a signal), when the launcher
 gets SIGINT, SIGTERM or SIGHUP, or when --timeout expires, the launcher stops the job:
@@ -67,19 +81,27 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-LAUNCHERS = ("local", "ssh", "mpi")
+LAUNCHERS = ("local", "ssh", "mpi", "slurm")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TIMEOUT_EXIT_CODE = 124  # as coreutils' timeout(1)
 USAGE_EXIT_CODE = 2
 DRAIN_SECONDS = 1  # see drain()
 # Variables the launcher computes; --env may not set them.
 JOB_VARIABLES = ("DMLC_ROLE", "DMLC_NUM_SERVER", "DMLC_NUM_WORKER", "DMLC_PS_ROOT_URI",
-                 "DMLC_PS_ROOT_PORT", "DMLC_NODE_HOST", "DMLC_TASK_ID", "DMLC_JOB_CLUSTER")
+                 "DMLC_PS_ROOT_PORT", "DMLC_NODE_HOST", "DMLC_TASK_ID", "DMLC_JOB_CLUSTER",
+                 "PS_REPORT_RANK")
 
 # --mpi-node reports its node's failure to the launcher on the output stream mpirun
 # forwards, as "[worker 1] @@launch.py-exit 139 was killed by SIGSEGV".
 EXIT_REPORT = b"@@launch.py-exit"
 PREFIXED_LINE = re.compile(rb"\[(scheduler|server \d+|worker \d+)\] (.*)", re.DOTALL)
+# A registered Slackline node prints "@@slackline-rank worker 1" on stdout and on stderr
+# (PS_REPORT_RANK=1; src/system/postoffice.cc): on both, so that each stream's later lines
+# follow it. The launcher takes it in and labels the node's later lines by that rank.
+RANK_REPORT = re.compile(rb"@@slackline-rank ((?:server|worker) \d+)\n?")
+# With PS_METRICS_PORT, a registered node also prints where it serves its metrics; the
+# launcher prints that as a note of its own: "launch.py: worker 1 metrics at http://...".
+METRICS_REPORT = re.compile(rb"@@slackline-metrics (\S+)\n?")
 
 # Runs one node on an ssh host (see "ssh" in the module docstring). The launcher never writes
 # to the session's stdin, so end-of-file there means the launcher stopped the job or is gone.
@@ -167,6 +189,8 @@ def spread(nodes: List[Node], hosts: List[Host]) -> List[Tuple[Node, Host]]:
 
 
 def default_scheduler_host(launcher: str, hosts: List[Host]) -> str:
+    if launcher == "slurm":
+        return slurm_first_host()
     if launcher == "local" or not hosts:
         return "127.0.0.1"
     if launcher == "mpi":
@@ -178,6 +202,22 @@ def default_scheduler_host(launcher: str, hosts: List[Host]) -> str:
             return s.getsockname()[0]
     except OSError:
         return socket.getfqdn()
+
+
+def slurm_first_host() -> str:
+    """The first host of the Slurm allocation we are in, where srun puts task 0 (the
+    scheduler); outside one, this machine's name (srun will ask for an allocation)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if nodelist:
+        try:
+            out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True, timeout=30).stdout.split()
+            if out:
+                return out[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return socket.gethostname()
 
 
 def free_port(host: str) -> int:
@@ -215,19 +255,37 @@ class Console:
     and copies each node's lines to its own log file when given a log directory. Thread-safe.
     """
 
-    def __init__(self, log_dir: Optional[str] = None, names: Tuple[str, ...] = ()):
+    def __init__(self, log_dir: Optional[str] = None, names: Tuple[str, ...] = (),
+                 notes: bool = True):
         self._lock = threading.Lock()
+        self._notes = notes  # False under mpirun or srun: pass reports on to the launcher
+        self._labels: Dict[str, str] = {}  # launch name -> name by rank, once reported
         self._logs = {}
         if log_dir:
             os.makedirs(log_dir, exist_ok=True)
             self._logs = {name: open(os.path.join(log_dir, log_file_name(name)), "wb")
                           for name in names}
 
+    def label(self, name: str) -> str:
+        """The name the node launched as `name` goes by now: its rank's once reported."""
+        with self._lock:
+            return self._labels.get(name, name)
+
     def write(self, name: str, line: bytes, is_err: bool) -> None:
+        report = RANK_REPORT.fullmatch(line)
+        if report and name != "scheduler":
+            with self._lock:
+                self._labels[name] = report[1].decode()
+            return
+        metrics = METRICS_REPORT.fullmatch(line)
+        if metrics and self._notes:
+            self.note(f"{self.label(name)} metrics at {metrics[1].decode()}")
+            return
         if not line.endswith(b"\n"):
             line += b"\n"
         stream = sys.stderr.buffer if is_err else sys.stdout.buffer
         with self._lock:
+            name = self._labels.get(name, name)
             try:
                 stream.write(b"[" + name.encode() + b"] " + line)
                 stream.flush()
@@ -287,7 +345,8 @@ class Launch:
     env: Dict[str, str]        # added to the launcher's environment
     stop_wait: float           # seconds from SIGTERM to SIGKILL when the job stops
     keep_stdin: bool = False   # ssh: a pipe left open; its end-of-file stops the remote node
-    from_mpirun: bool = False  # output lines are prefixed by --mpi-node, which reports failures
+    from_mpirun: bool = False  # mpirun or srun: lines are prefixed by --mpi-node or --slurm-node,
+                               # which report failures
 
 
 @dataclass
@@ -348,7 +407,8 @@ class Job:
             return
         self._running[launch] = proc
         self._say_verbose(f"started {launch.name} (pid {proc.pid}): {shlex.join(launch.argv)}")
-        sink = self._mpirun_line if launch.from_mpirun else (
+        sink = (lambda line, is_err: self._mpirun_line(launch, line, is_err)) \
+            if launch.from_mpirun else (
             lambda line, is_err: self._console.write(launch.name, line, is_err))
         pumps = start_pumps(proc, sink)
         self._pumps += pumps
@@ -364,10 +424,10 @@ class Job:
 
         threading.Thread(target=wait, daemon=True).start()
 
-    def _mpirun_line(self, line: bytes, is_err: bool) -> None:
+    def _mpirun_line(self, launch: Launch, line: bytes, is_err: bool) -> None:
         match = PREFIXED_LINE.fullmatch(line)
         if not match:
-            self._console.write("mpirun", line, is_err)  # mpirun's own message
+            self._console.write(launch.name, line, is_err)  # mpirun's (srun's) own message
             return
         name, text = match[1].decode(), match[2]
         if text.startswith(EXIT_REPORT + b" "):
@@ -412,11 +472,11 @@ class Job:
         if code and not self._outcome:
             self._fail(launch.name, code, how)
         else:
-            self._say_verbose(f"{launch.name} {how}")
+            self._say_verbose(f"{self._console.label(launch.name)} {how}")
 
     def _fail(self, name: str, code: int, how: str) -> None:
         """Records the first failure; later ones are most likely caused by the stop."""
-        self._stop(code, f"{name} {how}")
+        self._stop(code, f"{self._console.label(name)} {how}")
 
     def _stop(self, code: int, reason: str) -> None:
         if self._outcome:
@@ -498,7 +558,18 @@ def plan_mpi(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
     return Plan([(node.name, dict(job_env, **node.env())) for node in nodes], [launch])
 
 
-PLANNERS = {"local": plan_local, "ssh": plan_ssh, "mpi": plan_mpi}
+def plan_slurm(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
+    # srun exports our environment (with job_env) to every task. On SIGTERM it has Slurm
+    # signal the tasks, SIGKILL following after the cluster's KillWait.
+    argv = ["srun", f"--ntasks={len(nodes)}", "--overcommit", "--kill-on-bad-exit=1",
+            "--export=ALL", "--job-name=" + os.path.basename(args.command[0])]
+    argv += args.srun_arg
+    argv += [sys.executable, os.path.abspath(__file__), "--slurm-node", "--"] + args.command
+    launch = Launch("srun", argv, job_env, 2 * args.grace + 30, from_mpirun=True)
+    return Plan([(node.name, dict(job_env, **node.env())) for node in nodes], [launch])
+
+
+PLANNERS = {"local": plan_local, "ssh": plan_ssh, "mpi": plan_mpi, "slurm": plan_slurm}
 
 
 def print_plan(plan: Plan) -> None:
@@ -511,27 +582,35 @@ def print_plan(plan: Plan) -> None:
 # ---------------------------------------------------------------------------------------------
 # The node under mpirun
 
-def run_mpi_node(command: List[str]) -> int:
-    """Runs one node of a job started by mpirun: its role comes from its MPI rank.
+# How a task learns its place: (flag, starter, rank variable, size variable).
+TASK_STARTERS = {"mpi": ("--mpi-node", "mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                 "slurm": ("--slurm-node", "srun", "SLURM_PROCID", "SLURM_NTASKS")}
+
+
+def run_mpi_node(command: List[str], starter: str = "mpi") -> int:
+    """Runs one node of a job started by mpirun (or srun): its role comes from its MPI rank
+    (its SLURM_PROCID).
 
     The node stays in this process's group, which mpirun made for the rank: mpirun signals
-    that whole group when it stops the job. The node's failure is reported on stdout for
-    the launcher; when mpirun stops the job, nothing is reported.
+    that whole group when it stops the job (slurmd signals every process of the task). The
+    node's failure is reported on stdout for the launcher; when the job is stopped, nothing is
+    reported.
     """
+    flag, program, rank_var, size_var = TASK_STARTERS[starter]
     try:
         num_servers = int(os.environ["DMLC_NUM_SERVER"])
         num_workers = int(os.environ["DMLC_NUM_WORKER"])
-        rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-        size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+        rank = int(os.environ[rank_var])
+        size = int(os.environ[size_var])
     except (KeyError, ValueError) as e:
-        raise UsageError(f"--mpi-node needs DMLC_NUM_SERVER, DMLC_NUM_WORKER and Open MPI's "
-                         f"OMPI_COMM_WORLD_RANK and _SIZE as numbers (bad or missing: {e})")
+        raise UsageError(f"{flag} needs DMLC_NUM_SERVER, DMLC_NUM_WORKER, {rank_var} and "
+                         f"{size_var} as numbers (bad or missing: {e})")
     nodes = job_nodes(num_servers, num_workers)
-    if size != len(nodes):
-        raise UsageError(f"mpirun started {size} ranks but the job has {len(nodes)} nodes "
+    if size != len(nodes) or not 0 <= rank < size:
+        raise UsageError(f"{program} started {size} tasks but the job has {len(nodes)} nodes "
                          f"(1 scheduler, {num_servers} servers, {num_workers} workers)")
     node = nodes[rank]
-    console = Console()
+    console = Console(notes=False)
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signo, _frame: stopping.append(signo))
@@ -600,7 +679,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="launch.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s -s S -n W [options] -- CMD [ARGS...]\n"
-              "       %(prog)s --mpi-node -- CMD [ARGS...]")
+              "       %(prog)s --mpi-node|--slurm-node -- CMD [ARGS...]")
     parser.add_argument("-s", "--num-servers", type=_count, metavar="S",
                         help="number of servers")
     parser.add_argument("-n", "--num-workers", type=_count, metavar="W",
@@ -618,7 +697,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler-host", metavar="HOST",
                         help="the scheduler's address, DMLC_PS_ROOT_URI (default: 127.0.0.1; "
                              "ssh: this machine's address towards the first host; "
-                             "mpi with a hostfile: the first host)")
+                             "mpi with a hostfile: the first host; slurm: the allocation's "
+                             "first host, else this machine's name)")
     parser.add_argument("--scheduler-port", type=_port, metavar="PORT",
                         help="the scheduler's port, DMLC_PS_ROOT_PORT (default: a free port)")
     parser.add_argument("--timeout", type=_seconds, metavar="SEC",
@@ -632,8 +712,12 @@ def make_parser() -> argparse.ArgumentParser:
                              "start nothing")
     parser.add_argument("--verbose", action="store_true",
                         help="say what the launcher starts, signals and sees exit")
+    parser.add_argument("--srun-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to srun (repeatable), e.g. --srun-arg=--partition=gpu")
     parser.add_argument("--mpi-node", action="store_true",
                         help="run as one rank of mpirun (what --launcher mpi starts)")
+    parser.add_argument("--slurm-node", action="store_true",
+                        help="run as one task of srun (what --launcher slurm starts)")
     return parser
 
 
@@ -647,7 +731,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     if not args.command:
         raise UsageError("missing command: give it after --, as in "
                          "launch.py -s 1 -n 2 -- ./my_job")
-    if args.mpi_node:
+    if args.mpi_node or args.slurm_node:
         return args
     if args.num_servers is None or args.num_workers is None:
         raise UsageError("give the number of servers and workers: -s S -n W")
@@ -657,6 +741,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         raise UsageError("-H/--hostfile is for --launcher ssh or mpi")
     if args.ssh_option and args.launcher != "ssh":
         raise UsageError("--ssh-option is for --launcher ssh")
+    if args.srun_arg and args.launcher != "slurm":
+        raise UsageError("--srun-arg is for --launcher slurm")
+    if args.launcher == "slurm" and args.hostfile:
+        raise UsageError("--launcher slurm takes its hosts from the Slurm allocation, not -H")
     args.hosts = parse_hostfile(args.hostfile) if args.hostfile else []
     if args.launcher == "mpi" and any(host.port for host in args.hosts):
         raise UsageError("ports in the hostfile are ssh ports, for --launcher ssh; "
@@ -672,7 +760,9 @@ def main(argv: List[str]) -> int:
     try:
         args = parse_args(argv)
         if args.mpi_node:
-            return run_mpi_node(args.command)
+            return run_mpi_node(args.command, "mpi")
+        if args.slurm_node:
+            return run_mpi_node(args.command, "slurm")
     except UsageError as e:
         print(f"launch.py: error: {e}", file=sys.stderr)
         return USAGE_EXIT_CODE
@@ -683,6 +773,7 @@ def main(argv: List[str]) -> int:
         "DMLC_PS_ROOT_URI": args.scheduler_host,
         "DMLC_PS_ROOT_PORT": str(args.scheduler_port),
         "DMLC_JOB_CLUSTER": args.launcher,
+        "PS_REPORT_RANK": "1",
         **dict(args.env),
     }
     plan = PLANNERS[args.launcher](args, nodes, job_env)

@@ -139,6 +139,28 @@ FilterChain::FilterChain(Postoffice* postoffice, std::string app)
     if (!s.ok())
       status_ = Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
   }
+  postoffice->AddMetricsSource([table = table_, app = app_](auto* out) {
+    for (const FilterStats& s : table->Snapshot()) {
+      const std::vector<std::pair<std::string, std::string>> l = {{"app", app}, {"filter", s.name}};
+      auto add = [&](const char* name, const char* help, uint64_t v, const char* dir) {
+        auto labels = l;
+        if (dir) labels.push_back({"direction", dir});
+        out->push_back({name, help, true, labels, static_cast<double>(v), {}});
+      };
+      for (const auto& [dir, d] : {std::make_pair("encode", s.encode), {"decode", s.decode}}) {
+        add("slackline_filter_messages_total", "messages through a filter", d.messages, dir);
+        add("slackline_filter_bytes_in_total", "data bytes into a filter", d.bytes_before, dir);
+        add("slackline_filter_bytes_out_total", "data bytes out of a filter", d.bytes_after, dir);
+      }
+      const uint64_t saved = s.encode.bytes_before > s.encode.bytes_after
+                                 ? s.encode.bytes_before - s.encode.bytes_after
+                                 : 0;
+      add("slackline_filter_saved_bytes_total", "bytes a filter kept off the wire (encode)", saved,
+          nullptr);
+      add("slackline_filter_dropped_total", "incoming messages a filter found malformed", s.dropped,
+          nullptr);
+    }
+  });
   if (postoffice->verbose() >= 1) {
     postoffice->RegisterExitCallback([table = table_, app = app_, postoffice] {
       for (const std::string& line : table->Report()) {

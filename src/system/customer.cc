@@ -20,6 +20,18 @@ Status CheckConsistencyConfig(const Environment& env) {
 
 }  // namespace
 
+const double Customer::TaskCounters::kLatencyBounds[kLatencyBuckets - 1] = {
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1, 5};
+
+void Customer::TaskCounters::ObserveLatency(int kind, Clock::duration d) {
+  const double s = std::chrono::duration<double>(d).count();
+  int b = 0;
+  while (b < kLatencyBuckets - 1 && s > kLatencyBounds[b]) ++b;
+  latency[kind][b].fetch_add(1, std::memory_order_relaxed);
+  latency_ns[kind].fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(),
+                             std::memory_order_relaxed);
+}
+
 ConsistencyStats Customer::TaskCounters::Snapshot() const {
   ConsistencyStats s;
   s.requests = requests.load();
@@ -38,6 +50,9 @@ Customer::Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
       postoffice_(postoffice ? postoffice : Postoffice::Get()),
       spin_us_(postoffice_->spin_us()),
       counters_(std::make_shared<TaskCounters>()) {
+  table_.set_latency_observer([counters = counters_](int kind, Clock::duration d) {
+    counters->ObserveLatency(kind, d);
+  });
   recv_thread_ = std::thread(&Customer::Receiving, this);
   postoffice_->AddCustomer(this);
 }
@@ -316,6 +331,11 @@ void Customer::FailSend(int timestamp, int recver, const Status& why) {
   Settle(timestamp, step, std::move(complete), std::move(ready));
 }
 
+size_t Customer::requests_in_flight() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return table_.pending_count();
+}
+
 size_t Customer::pending_size() {
   std::lock_guard<std::mutex> lk(mu_);
   return table_.held();
@@ -381,7 +401,7 @@ void Customer::Handle(const Message& msg) {
     // (a late answer to a failed request, a second copy, or a forged one) and must not reach
     // the handler.
     std::lock_guard<std::mutex> lk(mu_);
-    if (!table_.BeginResponse(ts, sender)) {
+    if (!table_.BeginResponse(ts, sender, (msg.meta.push ? 1 : 0) + (msg.meta.pull ? 2 : 0))) {
       if (Van* van = postoffice_->van()) {
         van->Drop(DropReason::kUnroutable, "response to request " + std::to_string(ts) +
                                                " from node " + std::to_string(sender) +

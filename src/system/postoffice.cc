@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "metrics/metrics_exposer.h"
+
 namespace ps {
 namespace {
 
@@ -54,6 +56,7 @@ Postoffice::Postoffice(std::unordered_map<std::string, std::string> env)
     : own_env_(new Environment(std::move(env))), env_(own_env_.get()), exit_on_job_end_(false) {}
 
 Postoffice::~Postoffice() {
+  metrics_.reset();
   if (van_) van_->Stop();
 }
 
@@ -97,6 +100,7 @@ Status Postoffice::ParseConfigLocked() {
   o.interface = env_->GetString("DMLC_INTERFACE");
   check(env_->GetInt("PS_VERBOSE", 0, 0, 2, &o.verbose));
   check(env_->GetInt("PS_SPIN_US", 0, 0, 1000000, &spin_us_));
+  check(env_->GetInt("PS_METRICS_PORT", -1, 0, 65535, &metrics_port_));
   check(env_->GetSeconds("PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
   check(env_->GetSeconds("PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
   check(env_->GetSeconds("PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
@@ -124,6 +128,7 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
     if (!s.ok()) return s;
     if (active_customers_ == 0) {
       // First Start of this node (or the first after a complete Finalize): a fresh van.
+      metrics_.reset();  // it reads van_, about to be replaced
       if (van_) van_->Stop();
       van_.reset(new Van(transport_factory_ ? transport_factory_() : Transport::Create("zmq")));
       s = van_->Start(
@@ -132,6 +137,14 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
           [this](const Status& why) { OnJobEnd(why); });
       if (!s.ok()) return s;
       node_ids_.clear();
+      if (metrics_port_ >= 0) {
+        s = MetricsExposer::Start(this, metrics_port_, &metrics_);
+        if (!s.ok()) {
+          van_->Stop();
+          return s;
+        }
+        LOG(INFO) << RoleName(options_.role) << " serves metrics at " << MetricsUrl();
+      }
     }
     ++active_customers_;
     van = van_.get();
@@ -140,7 +153,10 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
   if (!s.ok()) return s;
   {
     std::lock_guard<std::mutex> lk(start_mu_);
-    if (node_ids_.empty()) BuildNodeIDs();
+    if (node_ids_.empty()) {
+      BuildNodeIDs();
+      ReportRank();
+    }
   }
   if (do_barrier) return TryBarrier(customer_id, kScheduler + kServerGroup + kWorkerGroup);
   return Status::OK();
@@ -178,6 +194,7 @@ Status Postoffice::TryFinalize(int customer_id, bool do_barrier) {
       if (--active_customers_ > 0) return s;
     }
     van->Stop();
+    metrics_.reset();
     if (options_.verbose >= 1) LOG(INFO) << TrafficSummary(*van);
     std::lock_guard<std::mutex> lk(start_mu_);
     callbacks = exit_callbacks_;
@@ -204,6 +221,42 @@ Status Postoffice::TryBarrier(int customer_id, int node_group) {
 void Postoffice::Barrier(int customer_id, int node_group) {
   Status s = TryBarrier(customer_id, node_group);
   if (!s.ok()) Die(s);
+}
+
+void Postoffice::ReportRank() {
+  // tracker/launch.py labels a node's output by launch order until it reads this line; on both
+  // streams, so that the lines each stream carries after it follow it.
+  const char* report = env_->find("PS_REPORT_RANK");
+  if (!report || std::string(report) != "1") return;
+  const Node me = van_->my_node();
+  for (FILE* f : {stdout, stderr}) {
+    if (me.role != Node::SCHEDULER) {
+      std::fprintf(f, "@@slackline-rank %s %d\n", RoleName(me.role), IDtoRank(me.id));
+    }
+    if (metrics_ && f == stderr) std::fprintf(f, "@@slackline-metrics %s\n", MetricsUrl().c_str());
+    std::fflush(f);
+  }
+}
+
+std::string Postoffice::MetricsUrl() const {
+  return "http://" + van_->my_node().hostname + ":" + std::to_string(metrics_->port()) + "/metrics";
+}
+
+void Postoffice::AddMetricsSource(const MetricsSource& source) {
+  std::lock_guard<std::mutex> lk(sources_mu_);
+  metrics_sources_.push_back(source);
+}
+
+std::vector<Postoffice::MetricsSource> Postoffice::metrics_sources() const {
+  std::lock_guard<std::mutex> lk(sources_mu_);
+  return metrics_sources_;
+}
+
+void Postoffice::ForEachCustomer(const std::function<void(Customer*)>& fn) const {
+  // Without the registry's lock, like every delivery; held against removal meanwhile.
+  std::vector<Registered*> held = Hold();
+  for (Registered* r : held) fn(r->customer);
+  Release(held);
 }
 
 void Postoffice::BuildNodeIDs() {
@@ -384,19 +437,19 @@ Customer* Postoffice::GetCustomer(int app_id, int customer_id, int timeout) cons
   return found;
 }
 
-std::vector<Postoffice::Registered*> Postoffice::Hold() {
+std::vector<Postoffice::Registered*> Postoffice::Hold() const {
   std::lock_guard<std::mutex> lk(customers_mu_);
   std::vector<Registered*> held;
   for (auto& app : customers_) {
     for (auto& c : app.second) {
       ++c.second.deliveries;
-      held.push_back(&c.second);
+      held.push_back(const_cast<Registered*>(&c.second));
     }
   }
   return held;
 }
 
-void Postoffice::Release(const std::vector<Registered*>& held) {
+void Postoffice::Release(const std::vector<Registered*>& held) const {
   if (held.empty()) return;
   std::lock_guard<std::mutex> lk(customers_mu_);
   for (Registered* r : held) --r->deliveries;

@@ -12,6 +12,7 @@ void TaskTable::Create(int ts, const std::vector<int>& recvers, bool task) {
   r.remaining = static_cast<int>(recvers.size());
   r.submitted = !task;
   r.sent = !task;
+  r.sent_at = std::chrono::steady_clock::now();
 }
 
 Status TaskTable::AddDependency(int ts, int on, bool fails_with) {
@@ -38,6 +39,7 @@ std::shared_ptr<void> TaskTable::data(int ts) const {
 
 TaskTable::Ready TaskTable::Send(int ts, Record* r) {
   r->sent = true;
+  r->sent_at = std::chrono::steady_clock::now();
   r->in_flight = r->remaining > 0;
   if (r->in_flight) max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
   return Ready{ts, r->remaining == 0, std::move(r->send)};
@@ -58,13 +60,14 @@ void TaskTable::FinishEmpty(int ts, std::vector<Ready>* ready) {
   if (it != pending_.end()) Finish(ts, it->second.status, ready);
 }
 
-bool TaskTable::BeginResponse(int ts, int sender) {
+bool TaskTable::BeginResponse(int ts, int sender, int kind) {
   auto it = pending_.find(ts);
   if (it == pending_.end()) return false;
   Record& r = it->second;
   auto a = std::find(r.awaiting.begin(), r.awaiting.end(), sender);
   if (a == r.awaiting.end()) return false;
   r.awaiting.erase(a);
+  if (r.received == 0 && r.handling == 0) r.kind = kind;
   ++r.handling;
   return true;
 }
@@ -161,6 +164,7 @@ void TaskTable::Finish(int ts, Status status, std::vector<Ready>* ready) {
     Record r = std::move(it->second);
     pending_.erase(it);
     if (r.in_flight) --in_flight_;
+    if (latency_ && r.received > 0) latency_(r.kind, std::chrono::steady_clock::now() - r.sent_at);
     if (!st.ok()) failed_[t].status = st;
     for (const auto& [d, fails_with] : r.dependents) {
       auto dit = pending_.find(d);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -54,6 +55,34 @@ class SSPTableGroup::Impl {
       server_.reset(new SSPServer(app_id, tables_, options, postoffice_, counters_));
     } else if (postoffice_->is_worker()) {
       client_.reset(new SSPClient(app_id, tables_, options, postoffice_, counters_));
+    }
+    if (server_ || client_) {
+      postoffice_->AddMetricsSource([counters = counters_, app_id](auto* out) {
+        const SSPStats s = counters->Snapshot();
+        const std::vector<std::pair<std::string, std::string>> l = {
+            {"app", std::to_string(app_id)}};
+        auto add = [&](const char* name, const char* help, double v, bool counter = true) {
+          out->push_back({name, help, counter, l, v, {}});
+        };
+        add("slackline_ssp_reads_total", "SSP Get calls", s.reads);
+        add("slackline_ssp_cache_hits_total", "reads the process cache answered", s.cache_hits);
+        add("slackline_ssp_cache_hit_rate", "cache hits per read", s.cache_hit_rate(), false);
+        add("slackline_ssp_blocked_reads_total", "reads that waited", s.blocked_reads);
+        add("slackline_ssp_blocked_seconds_total", "time reads waited", s.blocked_seconds);
+        add("slackline_ssp_clocks_total", "Clock calls", s.clocks);
+        add("slackline_ssp_global_clock", "servers: the slowest worker's clock", s.global_clock,
+            false);
+        Postoffice::MetricSample h{
+            "slackline_ssp_staleness", "clocks by which a read's row was stale", true, l, 0, {}};
+        for (size_t d = 0; d < s.observed_staleness.size(); ++d) {
+          const bool last = d + 1 == s.observed_staleness.size();
+          h.buckets.push_back(
+              {last ? std::numeric_limits<double>::infinity() : static_cast<double>(d),
+               s.observed_staleness[d]});
+          h.value += static_cast<double>(d * s.observed_staleness[d]);
+        }
+        out->push_back(std::move(h));
+      });
     }
     if (postoffice_->verbose() >= 1 && (server_ || client_)) {
       // Logged by the node's last Finalize, which may come after the group is gone.

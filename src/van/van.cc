@@ -284,6 +284,7 @@ Status Van::TrySend(Message& msg, size_t* bytes) {
                                    s.message());
     }
     bytes_sent_ += sent;
+    CountTraffic(msg.meta.recver, sent, true);
   }
   if (bytes) *bytes = sent;
   return Status::OK();
@@ -295,6 +296,18 @@ int Van::Send(Message& msg) {
   if (s.ok()) return static_cast<int>(bytes);
   if (s.code() != Status::Code::kShutdown) LOG(WARNING) << s.message();
   return -1;
+}
+
+void Van::CountTraffic(int peer, uint64_t bytes, bool sent) {
+  std::lock_guard<std::mutex> lk(traffic_mu_);
+  PeerTraffic& t = traffic_[peer];
+  (sent ? t.bytes_sent : t.bytes_received) += bytes;
+  ++(sent ? t.messages_sent : t.messages_received);
+}
+
+std::map<int, Van::PeerTraffic> Van::peer_traffic() const {
+  std::lock_guard<std::mutex> lk(traffic_mu_);
+  return traffic_;
 }
 
 void Van::SendControl(int recver, Control control, bool request, int customer_id) {
@@ -408,6 +421,7 @@ void Van::ProcessFrames(std::vector<SArray<char>>&& frames) {
   Message msg;
   Status s = DecodeMeta(frames[0].data(), frames[0].size(), &msg.meta);
   if (!s.ok()) return Drop(DropReason::kBadMeta, s.message());
+  CountTraffic(msg.meta.sender, bytes, false);
   if (frames.size() - 1 != msg.meta.data_type.size()) {
     return Drop(DropReason::kFrameCount, std::to_string(frames.size() - 1) + " data frames, " +
                                              std::to_string(msg.meta.data_type.size()) +
@@ -472,7 +486,9 @@ void Van::ProcessControlAtScheduler(Message& msg) {
       }
       break;
     case Control::HEARTBEAT:
+      ++heartbeats_received_;
       if (msg.meta.request && seen != last_seen_.end()) {
+        ++heartbeats_sent_;
         Control ack;
         ack.cmd = Control::HEARTBEAT;
         return SendControl(msg.meta.sender, ack, false);
@@ -626,6 +642,7 @@ void Van::ProcessControlAtNode(Message& msg) {
       return SetBarrierResult(msg.meta.customer_id,
                               ctl.barrier_ok ? Status::OK() : Status::NodeFailed(ctl.reason));
     case Control::HEARTBEAT:
+      ++heartbeats_received_;
       return;  // the acknowledgement; last_heard_scheduler_ is already updated
     case Control::NODE_FAILED:
       return MarkDead(ctl.failed_node, Status::NodeFailed(ctl.reason));
@@ -760,6 +777,7 @@ void Van::Tick() {
     Control beat;
     beat.cmd = Control::HEARTBEAT;
     SendControl(kScheduler, beat, true);
+    ++heartbeats_sent_;
     next_heartbeat_ = now + Seconds(options_.heartbeat_interval);
   }
   double silent = std::chrono::duration<double>(now - last_heard_scheduler_).count();

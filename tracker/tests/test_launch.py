@@ -182,7 +182,13 @@ class CommandLineTest(LaunchTestCase):
             (job + ["echo"], "unrecognized arguments: echo"),
             (job + ["--env", "NOEQUALS", "--", "true"], "'NOEQUALS' is not NAME=VALUE"),
             (job + ["--env", "DMLC_ROLE=x", "--", "true"], "DMLC_ROLE is set by the launcher"),
-            (job + ["--launcher", "slurm", "--", "true"], "invalid choice: 'slurm'"),
+            (job + ["--launcher", "pbs", "--", "true"], "invalid choice: 'pbs'"),
+            (job + ["--launcher", "slurm", "-H", hostfile, "--", "true"],
+             "--launcher slurm takes its hosts from the Slurm allocation, not -H"),
+            (job + ["--srun-arg=--partition=x", "--", "true"],
+             "--srun-arg is for --launcher slurm"),
+            (job + ["--env", "PS_REPORT_RANK=0", "--", "true"],
+             "PS_REPORT_RANK is set by the launcher"),
             (["-s", "x", "-n", "1", "--", "true"], "'x' is not a number"),
             (["-n", "1", "--", "true"], "-s S -n W"),
             (job + ["--launcher", "ssh", "--", "true"], "needs -H/--hostfile"),
@@ -230,7 +236,7 @@ class DryRunTest(LaunchTestCase):
             self.assertEqual(
                 entries[name, "env"],
                 "DMLC_NUM_SERVER=1 DMLC_NUM_WORKER=2 DMLC_PS_ROOT_URI=127.0.0.1 "
-                "DMLC_PS_ROOT_PORT=4321 DMLC_JOB_CLUSTER=local A='x y' "
+                "DMLC_PS_ROOT_PORT=4321 DMLC_JOB_CLUSTER=local PS_REPORT_RANK=1 A='x y' "
                 f"DMLC_ROLE={name.split()[0]} DMLC_TASK_ID={task_id}")
             self.assertEqual(entries[name, "run"],
                              f"{sys.executable} {NODE[1]} --pid-dir {self.pid_dir}")
@@ -264,6 +270,18 @@ class DryRunTest(LaunchTestCase):
         self.assertIn(" -x DMLC_NUM_WORKER=2 ", run)
         self.assertTrue(run.endswith(f" {LAUNCH} --mpi-node -- ./job"), run)
 
+    def test_slurm_runs_every_node_through_one_srun(self):
+        entries = self.dry_run("-s", 1, "-n", 2, "--launcher", "slurm", "--srun-arg=-p",
+                               "--srun-arg=test", "--", "./job")
+        self.assertEqual(len(entries), 5)
+        self.assertIn(" DMLC_JOB_CLUSTER=slurm ", entries["worker 1", "env"])
+        # The scheduler's address is a host name here (no allocation: this machine's).
+        self.assertIn(f" DMLC_PS_ROOT_URI={socket.gethostname()} ", entries["worker 1", "env"])
+        run = entries["srun", "run"]
+        self.assertTrue(run.startswith("srun --ntasks=4 --overcommit --kill-on-bad-exit=1 "), run)
+        self.assertTrue(run.endswith(f" -p test {sys.executable} {LAUNCH} --slurm-node -- ./job"),
+                        run)
+
 
 class LocalLauncherTest(LaunchTestCase):
 
@@ -271,6 +289,35 @@ class LocalLauncherTest(LaunchTestCase):
         if not PS_JOB.exists():
             self.fail(f"{PS_JOB.relative_to(REPO)} is missing: run `make` first")
         self.run_job("-s", 1, "-n", 2, "--timeout", JOB_SECONDS / 2, "--", PS_JOB)
+
+    def test_scheduler_given_by_host_name(self):
+        if not PS_JOB.exists():
+            self.fail(f"{PS_JOB.relative_to(REPO)} is missing: run `make` first")
+        for host in ("localhost", socket.gethostname()):
+            with self.subTest(host=host):
+                out = self.run_job("-s", 1, "-n", 2, "--scheduler-host", host, "--timeout",
+                                   JOB_SECONDS / 2, "--", PS_JOB).stdout
+                self.assertIn("[worker 1] worker 1 got", out)
+
+    def test_lines_are_labelled_by_the_rank_a_node_reports(self):
+        # Worker 0 (launched first) reports rank 2, worker 2 rank 0: their lines after the
+        # report carry that rank, in the console and in the log files.
+        script = ('echo "before $DMLC_TASK_ID"; '
+                  'if [ "$DMLC_ROLE" = worker ]; then echo "@@slackline-rank worker $((4 - '
+                  '$DMLC_TASK_ID))"; echo "@@slackline-rank worker $((4 - $DMLC_TASK_ID))" >&2; '
+                  'fi; echo "after $DMLC_TASK_ID"; echo "err $DMLC_TASK_ID" >&2')
+        launcher = self.run_job("-s", 1, "-n", 3, "--log-dir", self.tmp / "logs", "--", "sh",
+                                "-c", script)
+        for task, rank in ((2, 2), (3, 1), (4, 0)):
+            self.assertIn(f"[worker {rank}] after {task}\n", launcher.stdout)
+            self.assertIn(f"[worker {rank}] err {task}\n", launcher.stderr)
+            self.assertIn(f"after {task}\n", (self.tmp / "logs" / f"worker-{rank}.log").read_text())
+        self.assertNotIn("@@slackline", launcher.stdout + launcher.stderr)
+        # A real node reports the rank the scheduler gave it.
+        if PS_JOB.exists():
+            out = self.run_job("-s", 1, "-n", 3, "--", PS_JOB).stdout
+            for rank in range(3):
+                self.assertIn(f"[worker {rank}] worker rank {rank} of 3\n", out)
 
     def test_nodes_get_their_environment_and_output_is_prefixed(self):
         launcher = self.run_job("-s", 1, "-n", 2, "--env", "GREETING=hello world",

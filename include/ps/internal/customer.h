@@ -119,6 +119,8 @@ class Customer {
 
   // Requests not finished yet, and failures not yet waited for: what the customer holds.
   size_t pending_size();
+  // Requests sent (or issued, for plain requests) and not finished yet. Thread-safe.
+  size_t requests_in_flight();
 
   // Takes a message: queues a request for the receive thread, handles a response at once.
   // Called by the postoffice on the receiving thread.
@@ -184,6 +186,14 @@ struct Customer::TaskCounters {
   std::atomic<uint64_t> deferred{0};
   std::atomic<int> model{0};  // the latest model, as Consistency::Model
   std::atomic<int> tau{0};
+  // Latency of finished requests from send to last response, by kind of response (other,
+  // push, pull, push-pull), in buckets of kLatencyBounds seconds (the last: above them).
+  static constexpr int kKinds = 4;
+  static constexpr int kLatencyBuckets = 16;
+  static const double kLatencyBounds[kLatencyBuckets - 1];
+  std::atomic<uint64_t> latency[kKinds][kLatencyBuckets] = {};
+  std::atomic<uint64_t> latency_ns[kKinds] = {};
+  void ObserveLatency(int kind, Clock::duration d);
   ConsistencyStats Snapshot() const;
   Consistency consistency() const {
     return Consistency{static_cast<Consistency::Model>(model.load()), tau.load()};

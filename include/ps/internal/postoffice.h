@@ -38,6 +38,8 @@
 
 namespace ps {
 
+class MetricsExposer;  // src/metrics: serves the node's figures when PS_METRICS_PORT is set
+
 class Postoffice {
  public:
   // The default node, configured by the process environment (and Environment::Init).
@@ -82,6 +84,9 @@ class Postoffice {
   void RemoveCustomer(Customer* customer);
   // The customer (app_id, customer_id), waiting up to "timeout" seconds for it to register.
   Customer* GetCustomer(int app_id, int customer_id, int timeout = 0) const;
+  // Calls "fn" on each registered customer under the customers' lock, which keeps them alive
+  // (the metrics read them so). "fn" must not block or call back into the postoffice.
+  void ForEachCustomer(const std::function<void(Customer*)>& fn) const;
 
   // Node ids of a group (or {id} for a single node id). REQUIRES: started.
   const std::vector<int>& GetNodeIDs(int node_id) const;
@@ -90,6 +95,22 @@ class Postoffice {
   const std::vector<Range>& GetServerKeyRanges();
   // The server rank that owns "key" under GetServerKeyRanges().
   int ServerRankForKey(Key key);
+
+  // Figures a layer above offers the metrics (src/metrics, PS_METRICS_PORT): a counter or a
+  // gauge, or a histogram when "buckets" (upper bound, count in that bucket) is not empty.
+  struct MetricSample {
+    std::string name, help;
+    bool counter = true;
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 0;  // histograms: the sum of the observations
+    std::vector<std::pair<double, uint64_t>> buckets;
+  };
+  // Adds samples to each scrape. A source is called on an exposer thread, concurrently with
+  // everything else, until the node is destroyed: it must be thread-safe and share ownership
+  // of what it reads (as exit callbacks do). Thread-safe.
+  using MetricsSource = std::function<void(std::vector<MetricSample>* out)>;
+  void AddMetricsSource(const MetricsSource& source);
+  std::vector<MetricsSource> metrics_sources() const;
 
   // Called after the van stopped, by the last Finalize.
   using Callback = std::function<void()>;
@@ -134,11 +155,16 @@ class Postoffice {
   void OnJobEnd(const Status& why);
   // The registered customers, each held against removal until Release. Thread-safe.
   struct Registered;
-  std::vector<Registered*> Hold();
-  void Release(const std::vector<Registered*>& held);
+  std::vector<Registered*> Hold() const;
+  void Release(const std::vector<Registered*>& held) const;
   // "worker 1", or the role alone before the node has its id.
   std::string MyName() const;
   void BuildNodeIDs();
+  // With PS_REPORT_RANK=1 (set by tracker/launch.py), prints this node's role and rank once
+  // it has registered. REQUIRES: start_mu_ held.
+  void ReportRank();
+  // Where the metrics are served. REQUIRES: metrics_ set, start_mu_ held.
+  std::string MetricsUrl() const;
 
   // Constant after construction.
   std::unique_ptr<Environment> own_env_;
@@ -162,13 +188,20 @@ class Postoffice {
   std::vector<Range> server_key_ranges_;
   std::vector<Callback> exit_callbacks_;
   TransportFactory transport_factory_;
+  int metrics_port_ = -1;                    // PS_METRICS_PORT; -1: off
+  std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
+
+  // Protected by sources_mu_, which a scrape takes (never start_mu_: Start and Finalize stop
+  // the exposer, waiting for scrapes, while they hold start_mu_).
+  mutable std::mutex sources_mu_;
+  std::vector<MetricsSource> metrics_sources_;
 
   // Protected by customers_mu_.
   mutable std::mutex customers_mu_;
   mutable std::condition_variable customers_cv_;
   struct Registered {
     Customer* customer;
-    int deliveries = 0;  // deliveries in flight; RemoveCustomer waits for 0
+    mutable int deliveries = 0;  // deliveries in flight; RemoveCustomer waits for 0
   };
   std::map<int, std::map<int, Registered>> customers_;  // app id -> customer id -> customer
   std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer

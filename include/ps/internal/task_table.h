@@ -14,6 +14,7 @@
 #ifndef PS_INTERNAL_TASK_TABLE_H_
 #define PS_INTERNAL_TASK_TABLE_H_
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,8 +66,9 @@ class TaskTable {
   void FinishEmpty(int ts, std::vector<Ready>* ready);
 
   // Claims the response of "sender" to "ts": false for a stray (a request that finished, a
-  // sender it does not wait for, a second answer).
-  bool BeginResponse(int ts, int sender);
+  // sender it does not wait for, a second answer). "kind" (0 other, 1 push, 2 pull, 3 push-pull)
+  // classifies the request by its first response, for the latency observer.
+  bool BeginResponse(int ts, int sender, int kind = 0);
   // Counts the response begun, failed with "error" if not OK. kComplete hands out the
   // completion in "complete".
   Step EndResponse(int ts, const Status& error, std::vector<Ready>* ready, Complete* complete);
@@ -101,6 +103,13 @@ class TaskTable {
   // Tasks sent and not finished, now and at most so far.
   int in_flight() const { return in_flight_; }
   int max_in_flight() const { return max_in_flight_; }
+  // Called when a request that received responses finishes: its kind and the time from its
+  // send (its creation, for a plain request) to its end.
+  using LatencyObserver = std::function<void(int kind, std::chrono::steady_clock::duration)>;
+  void set_latency_observer(LatencyObserver observer) { latency_ = std::move(observer); }
+  // Pending requests, sent or not.
+  size_t pending_count() const { return pending_.size(); }
+
   // Pending requests with timestamp <= "ts", oldest first (for consistency models).
   std::vector<int> PendingUpTo(int ts) const;
 
@@ -121,6 +130,8 @@ class TaskTable {
     std::vector<std::pair<int, bool>> dependents;
     std::shared_ptr<void> data;
     Complete complete;
+    std::chrono::steady_clock::time_point sent_at;  // for the latency observer
+    int kind = 0;
   };
   struct Failure {
     Status status;
@@ -134,6 +145,7 @@ class TaskTable {
   // ordered after it. A worklist, not recursion: a failure may fail a long chain.
   void Finish(int ts, Status status, std::vector<Ready>* ready);
 
+  LatencyObserver latency_;
   int next_ = 0;
   int in_flight_ = 0;
   int max_in_flight_ = 0;

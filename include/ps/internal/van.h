@@ -157,6 +157,14 @@ class Van {
   uint64_t dropped_total() const;
   uint64_t bytes_sent() const { return bytes_sent_.load(); }
   uint64_t bytes_received() const { return bytes_received_.load(); }
+  // Traffic with each peer, by node id (meta and data bytes, as counted above): sends that
+  // went out, and received messages whose meta parsed (by their sender's claimed id).
+  struct PeerTraffic {
+    uint64_t bytes_sent = 0, messages_sent = 0, bytes_received = 0, messages_received = 0;
+  };
+  std::map<int, PeerTraffic> peer_traffic() const;
+  uint64_t heartbeats_sent() const { return heartbeats_sent_.load(); }
+  uint64_t heartbeats_received() const { return heartbeats_received_.load(); }
   // Drops a message for reason "r": counts it, and logs the first of each reason.
   void Drop(DropReason r, const std::string& detail);
 
@@ -208,6 +216,11 @@ class Van {
   std::atomic<uint64_t> dropped_[static_cast<int>(DropReason::kNumReasons)] = {};
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_received_{0};
+  std::atomic<uint64_t> heartbeats_sent_{0};
+  std::atomic<uint64_t> heartbeats_received_{0};
+  mutable std::mutex traffic_mu_;       // protects traffic_ only; taken last
+  std::map<int, PeerTraffic> traffic_;  // peer id -> counts
+  void CountTraffic(int peer, uint64_t bytes, bool sent);
 
   // The thread, joined by a Stop on another thread; protected by join_mu_, which the van
   // thread never takes.
