@@ -208,10 +208,10 @@ def block(kv):
     """For the SIGINT tests: rank 0 blocks in a barrier rank 1 never reaches; rank 1 waits in
     Python code. Both print their pid first."""
     if sl.rank() == 0:
-        report(rank=0, blocking=True)
+        report(rank=0, blocking=True, process=os.getpid())
         sl.barrier(sl.WORKERS)
     else:
-        report(rank=1, waiting=True)
+        report(rank=1, waiting=True, process=os.getpid())
         threading.Event().wait()
 
 

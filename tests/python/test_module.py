@@ -1,5 +1,6 @@
 """The slackline module in real jobs: Python schedulers, servers and workers started by
 tracker/launch.py over loopback. Numbers are checked exactly."""
+import json
 import os
 import signal
 import subprocess
@@ -166,10 +167,12 @@ class InterruptTest(unittest.TestCase):
         return proc, lines
 
     def pid_of_rank(self, lines, rank):
-        text = "".join(lines)
-        prefix = [l.split("] ")[0] for l in text.splitlines() if f'"rank": {rank},' in l][0]
-        return [p for l, p in zip([l for l in text.splitlines() if '"pid"' in l], pids(text))
-                if l.startswith(prefix + "]")][0]
+        # From the line the node prints once it knows its rank: output labels follow ranks
+        # only from registration on, so the earlier pid lines may carry another label.
+        for line in "".join(lines).splitlines():
+            if f'"rank": {rank},' in line and '"process"' in line:
+                return json.loads(line.split("] ", 1)[1])["process"]
+        raise AssertionError(f"no pid for rank {rank}")
 
     def check_interrupt_ends_job(self, rank, message):
         proc, lines = self.start_blocked_job()
