@@ -50,9 +50,8 @@ Customer::Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
       postoffice_(postoffice ? postoffice : Postoffice::Get()),
       spin_us_(postoffice_->spin_us()),
       counters_(std::make_shared<TaskCounters>()) {
-  table_.set_latency_observer([counters = counters_](int kind, Clock::duration d) {
-    counters->ObserveLatency(kind, d);
-  });
+  table_.set_latency_observer(
+      [counters = counters_](int kind, Clock::duration d) { counters->ObserveLatency(kind, d); });
   recv_thread_ = std::thread(&Customer::Receiving, this);
   postoffice_->AddCustomer(this);
 }
