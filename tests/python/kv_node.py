@@ -69,11 +69,14 @@ def zero_copy(kv, n):
     n = int(n)
     keys = np.arange(n, dtype=np.uint64)
     if sl.rank() == 0:
-        base = sys.getrefcount(keys)
         first = kv.push(keys, np.ones(n, dtype=kv.dtype))
-        held = sys.getrefcount(keys) - base  # references the library holds while in flight
         vals = np.ones(n, dtype=kv.dtype)
+        base = sys.getrefcount(vals)
         second = kv.push(keys, vals, after=[first])
+        # References the library holds on the array of a push that waits for its dependency (a
+        # push already sent may have dropped its reference by now: the first one's is not
+        # counted).
+        held = sys.getrefcount(vals) - base
         vals[:] = 5
         sl.barrier(sl.WORKERS)
         kv.wait(first)
