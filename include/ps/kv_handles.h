@@ -160,50 +160,72 @@ class KVServerSyncHandle {
     State& st = *state_;
     std::lock_guard<std::mutex> lk(st.mu);
     if (st.num_workers <= 0) st.num_workers = server->get_customer()->postoffice()->num_workers();
+    // Under replication each key range has its rounds (a server may be primary for several).
+    Rounds& rs = st.by_slice[meta.slice];
     const std::pair<int, int> who(meta.sender, meta.customer_id);
     if (!meta.push) {
-      const int need = st.pushes.count(who) ? st.pushes[who] : 0;
-      if (need <= st.applied) return Answer(st.store, meta, data.keys, server);
-      st.waiting[need].push_back(Held{meta, data.keys});
+      const int need = rs.pushes.count(who) ? rs.pushes[who] : 0;
+      if (need <= rs.applied) return Answer(st.store, meta, data.keys, server);
+      rs.waiting[need].push_back(Held{meta, data.keys});
       return;
     }
-    if (!st.pushes.count(who) && static_cast<int>(st.pushes.size()) >= st.num_workers) {
+    if (!rs.pushes.count(who) && static_cast<int>(rs.pushes.size()) >= st.num_workers) {
       return server->ResponseError(meta, "synchronous aggregation expects " +
                                              std::to_string(st.num_workers) +
                                              " workers; a push came from another one");
     }
-    const int round = st.pushes[who];
-    Round& r = st.rounds[round];
+    const int round = rs.pushes[who];
+    Round& r = rs.rounds[round];
     // Both the round's sum and the store must take the push: checked before either changes.
     Status s = kv::CheckFits(data, r.sum);
     if (s.ok()) s = kv::CheckFits(data, st.store);
     if (!s.ok()) {
-      if (r.held.empty()) st.rounds.erase(round);
+      if (r.held.empty()) rs.rounds.erase(round);
       return server->ResponseError(meta, s.message());
     }
     kv::AddInto(data, &r.sum);
-    ++st.pushes[who];
+    ++rs.pushes[who];
     r.held.push_back(Held{meta, data.keys});
     // Rounds complete in order: a worker pushes to round r + 1 only after round r.
-    while (!st.rounds.empty() && st.rounds.begin()->first == st.applied &&
-           static_cast<int>(st.rounds.begin()->second.held.size()) == st.num_workers) {
-      Round done = std::move(st.rounds.begin()->second);
-      st.rounds.erase(st.rounds.begin());
-      st.apply(st.applied, Sum(done.sum), &st.store);
-      ++st.applied;
+    while (!rs.rounds.empty() && rs.rounds.begin()->first == rs.applied &&
+           static_cast<int>(rs.rounds.begin()->second.held.size()) == st.num_workers) {
+      Round done = std::move(rs.rounds.begin()->second);
+      rs.rounds.erase(rs.rounds.begin());
+      KVPairs<Val> sum = Sum(done.sum);
+      st.apply(rs.applied, sum, &st.store);
+      ++rs.applied;
+      // Replication after aggregation: the replicas get the round's sum once, not each push;
+      // the round's answers wait until they hold it.
+      std::vector<KVMeta> covered;
+      for (const Held& h : done.held) covered.push_back(h.meta);
+      server->Replicate(meta.slice, rs.applied - 1, sum, covered);
       for (const Held& h : done.held) Answer(st.store, h.meta, h.keys, server);
-      auto w = st.waiting.find(st.applied);
-      if (w != st.waiting.end()) {
+      auto w = rs.waiting.find(rs.applied);
+      if (w != rs.waiting.end()) {
         for (const Held& h : w->second) Answer(st.store, h.meta, h.keys, server);
-        st.waiting.erase(w);
+        rs.waiting.erase(w);
       }
     }
+  }
+
+  // On a replica: applies round "update.cmd" of key range "update.slice", whose sum is "sum",
+  // as its primary did; "covered" are the round's pushes (one per worker).
+  void ReplicaUpdate(const KVMeta& update, const KVPairs<Val>& sum,
+                     const std::vector<KVMeta>& covered, KVServer<Val>*) {
+    State& st = *state_;
+    std::lock_guard<std::mutex> lk(st.mu);
+    Rounds& rs = st.by_slice[update.slice];
+    st.apply(rs.applied, sum, &st.store);
+    ++rs.applied;
+    for (const KVMeta& c : covered) ++rs.pushes[{c.sender, c.customer_id}];
   }
 
   // Rounds applied so far.
   int rounds() const {
     std::lock_guard<std::mutex> lk(state_->mu);
-    return state_->applied;
+    int most = 0;
+    for (const auto& kv : state_->by_slice) most = std::max(most, kv.second.applied);
+    return most;
   }
   // The values of "keys" in the store now.
   KVPairs<Val> Read(const SArray<Key>& keys) const {
@@ -220,16 +242,19 @@ class KVServerSyncHandle {
     kv::Store<Val> sum;
     std::vector<Held> held;  // its pushes, answered when it is applied
   };
+  struct Rounds {
+    int applied = 0;                            // rounds applied
+    std::map<std::pair<int, int>, int> pushes;  // worker -> pushes counted
+    std::map<int, Round> rounds;                // open rounds
+    std::map<int, std::vector<Held>> waiting;   // pulls waiting for "applied" to reach the key
+  };
   struct State {
     mutable std::mutex mu;
     // Protected by mu.
     int num_workers = 0;
     Apply apply;
     kv::Store<Val> store;
-    int applied = 0;                            // rounds applied
-    std::map<std::pair<int, int>, int> pushes;  // worker -> pushes counted
-    std::map<int, Round> rounds;                // open rounds
-    std::map<int, std::vector<Held>> waiting;   // pulls waiting for "applied" to reach the key
+    std::map<int, Rounds> by_slice;  // key range (-1 without replication) -> its rounds
   };
 
   static void Answer(const kv::Store<Val>& store, const KVMeta& meta, const SArray<Key>& keys,

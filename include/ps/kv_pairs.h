@@ -32,6 +32,9 @@ struct KVMeta {
   int sender;       // node id of the worker
   int timestamp;    // the worker's timestamp, to be echoed by Response
   int customer_id;  // the worker's customer
+  // Under PS_REPLICATION >= 2: the key range the request is for (echoed by Response); -1
+  // otherwise. A handle passes the meta it got to Response unchanged.
+  int slice = -1;
 };
 
 namespace kv {

@@ -6,23 +6,59 @@
 // priority order; it may answer then (Response) or later, from any thread. Requests that arrive
 // before the handle is set wait for it. All methods are thread-safe; none blocks, except that a
 // request waits up to 30 s for a handle to be set.
+//
+// Replication (PS_REPLICATION=k >= 2; see ps/internal/replica_chain.h): every key range is held
+// by k servers. A handle takes part in one of two ways:
+//  - replay (any handle): each push a server applies and answers is forwarded to the next
+//    server of its range's chain, which applies it through its own handle. A handle whose
+//    state is a function of the pushes it applied (the default handle; any handle that does
+//    not read clocks, random numbers or other outside state) is replicated with no change.
+//    Pushes of different workers may be applied in different orders on different replicas:
+//    the state must not depend on that order (sums do not).
+//  - updates: a handle with a member
+//      void ReplicaUpdate(const KVMeta& update, const KVPairs<Val>& data,
+//                         const std::vector<KVMeta>& covered, KVServer* server)
+//    replicates what it applied itself: it calls Replicate(...) with an update that covers
+//    some pushes before answering them, and ReplicaUpdate applies such an update on a
+//    replica. KVServerSyncHandle does this, once per round (replication after aggregation).
 #ifndef PS_KV_SERVER_H_
 #define PS_KV_SERVER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "ps/base.h"
 #include "ps/filter.h"
 #include "ps/internal/filter_chain.h"
+#include "ps/internal/replica_chain.h"
 #include "ps/kv_pairs.h"
 #include "ps/simple_app.h"
 
 namespace ps {
+
+template <typename Val>
+class KVServer;
+
+namespace kv {
+// Whether handle type H replicates its own updates (see KVServer).
+template <typename H, typename Val, typename = void>
+struct HasReplicaUpdate : std::false_type {};
+template <typename H, typename Val>
+struct HasReplicaUpdate<
+    H, Val,
+    std::void_t<decltype(std::declval<H&>().ReplicaUpdate(
+        std::declval<const KVMeta&>(), std::declval<const KVPairs<Val>&>(),
+        std::declval<const std::vector<KVMeta>&>(), std::declval<KVServer<Val>*>()))>>
+    : std::true_type {};
+}  // namespace kv
 
 template <typename Val>
 class KVServer : public SimpleApp {
@@ -30,13 +66,20 @@ class KVServer : public SimpleApp {
   using SimpleApp::obj_;
   using ReqHandle =
       std::function<void(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer* server)>;
+  // Applies a replicated update on a replica (see the top of this file).
+  using UpdateHandle = std::function<void(const KVMeta& update, const KVPairs<Val>& data,
+                                          const std::vector<KVMeta>& covered, KVServer* server)>;
 
   // "postoffice" is the node the server lives on; null means the default node.
   explicit KVServer(int app_id, Postoffice* postoffice = nullptr)
       : SimpleApp(app_id, postoffice),
         filters_(new FilterChain(postoffice_, "KVServer app " + std::to_string(app_id))) {
+    if (postoffice_->replication() > 1) {
+      replica_.reset(new ReplicaChain(postoffice_));
+    }
     obj_.reset(new Customer(
         app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+    if (replica_) obj_->set_failover_handle([this](int) { replica_->OnFailover(); });
   }
 
   ~KVServer() override { obj_.reset(); }
@@ -44,12 +87,44 @@ class KVServer : public SimpleApp {
   // Sets the handle of key-value requests; it runs on the customer thread, one request at a
   // time, and answers each with Response or ResponseError, then or later, from any thread.
   // Requests that arrive before it is set wait for it.
-  void set_request_handle(const ReqHandle& request_handle) {
-    CHECK(request_handle) << "invalid request handle";
-    std::lock_guard<std::mutex> lk(kv_mu_);
-    request_handle_ = std::make_shared<ReqHandle>(request_handle);
-    kv_cv_.notify_all();
+  // A handle with a ReplicaUpdate member also becomes the update handle (one object serves
+  // both).
+  template <typename H>
+  void set_request_handle(const H& request_handle) {
+    if constexpr (kv::HasReplicaUpdate<H, Val>::value) {
+      auto shared = std::make_shared<H>(request_handle);
+      SetHandles(std::make_shared<ReqHandle>([shared](const KVMeta& m, const KVPairs<Val>& d,
+                                                      KVServer* s) { (*shared)(m, d, s); }),
+                 std::make_shared<UpdateHandle>(
+                     [shared](const KVMeta& u, const KVPairs<Val>& d, const std::vector<KVMeta>& c,
+                              KVServer* s) { shared->ReplicaUpdate(u, d, c, s); }));
+    } else {
+      ReqHandle handle(request_handle);
+      CHECK(handle) << "invalid request handle";
+      SetHandles(std::make_shared<ReqHandle>(std::move(handle)), nullptr);
+    }
   }
+
+  // For a handle in updates mode: sends "update" (what the handle applied to key range
+  // "slice", with "cmd" for its own use) to the range's replicas; the answers to the pushes
+  // "covered" wait until they hold it. Call it before answering them. Without replication,
+  // or for a request not for a key range (slice < 0), it does nothing.
+  void Replicate(int slice, int cmd, const KVPairs<Val>& update,
+                 const std::vector<KVMeta>& covered) {
+    if (!replica_ || slice < 0) return;
+    Message msg;
+    msg.meta.app_id = app_id_;
+    msg.meta.customer_id = app_id_;
+    msg.meta.head = cmd;
+    msg.meta.push = true;
+    msg.AddData(update.keys);
+    msg.AddData(update.vals);
+    if (!update.lens.empty()) msg.AddData(update.lens);
+    replica_->Replicate(std::move(msg), slice, covered);
+  }
+  // Under replication: requests recorded for exactly-once, and pushes waiting for the chain.
+  size_t replication_tracked() const { return replica_ ? replica_->tracked() : 0; }
+  size_t replication_pending() const { return replica_ ? replica_->pending() : 0; }
 
   // Answers request "req"; for a pull, "res" holds the values of the requested keys, in order
   // (res.keys is not sent: the worker has them), and res.lens if their lengths differ.
@@ -60,6 +135,7 @@ class KVServer : public SimpleApp {
       if (!res.lens.empty()) msg.AddData(res.lens);
     }
     filters_->Encode(false, &msg);
+    if (replica_ && replica_->OnAnswer(req, &msg, updates_)) return;
     postoffice_->van()->Send(msg);
   }
 
@@ -67,6 +143,7 @@ class KVServer : public SimpleApp {
   void ResponseError(const KVMeta& req, const std::string& error) {
     Message msg = Answer(req);
     msg.meta.error = error.empty() ? "error" : error;
+    if (replica_ && replica_->OnAnswer(req, &msg, updates_)) return;
     postoffice_->van()->Send(msg);
   }
 
@@ -88,8 +165,52 @@ class KVServer : public SimpleApp {
     msg.meta.pull = req.pull;
     msg.meta.head = req.cmd;
     msg.meta.timestamp = req.timestamp;
+    msg.meta.slice = req.slice;
     msg.meta.recver = req.sender;
     return msg;
+  }
+
+  void SetHandles(std::shared_ptr<ReqHandle> request, std::shared_ptr<UpdateHandle> update) {
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    request_handle_ = std::move(request);
+    update_handle_ = std::move(update);
+    updates_ = update_handle_ != nullptr;
+    kv_cv_.notify_all();
+  }
+
+  // A replicated update from the predecessor: applied through the update handle.
+  void ProcessUpdate(const Message& msg) {
+    if (!replica_->OnUpdate(msg)) return;
+    const auto& types = msg.meta.data_type;
+    KVPairs<Val> data;
+    if (types.size() < 2 || types.size() > 3 || types[0] != GetDataType<Key>() ||
+        types[1] != GetDataType<Val>() || (types.size() == 3 && types[2] != INT32)) {
+      LOG(ERROR) << "dropped a malformed replicated update from node " << msg.meta.sender;
+      return;
+    }
+    data.keys = SArray<Key>(msg.data[0]);
+    data.vals = SArray<Val>(msg.data[1]);
+    if (types.size() == 3) data.lens = SArray<int>(msg.data[2]);
+    std::vector<KVMeta> covered;
+    const auto& c = msg.meta.covered;
+    for (size_t i = 0; i + 4 < c.size(); i += 5) {
+      covered.push_back(KVMeta{0, true, false, c[i], c[i + 2], c[i + 1], c[i + 3]});
+    }
+    KVMeta update{msg.meta.head,        true,          false, msg.meta.origin, msg.meta.timestamp,
+                  msg.meta.customer_id, msg.meta.slice};
+    std::shared_ptr<UpdateHandle> handle;
+    {
+      std::unique_lock<std::mutex> lk(kv_mu_);
+      kv_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return update_handle_ != nullptr; });
+      handle = update_handle_;
+    }
+    if (!handle) {
+      LOG(ERROR) << "KVServer app " << app_id_
+                 << " got a replicated update but its handle takes no updates (ReplicaUpdate)";
+      return;
+    }
+    (*handle)(update, data, covered, this);
+    replica_->Applied(msg);
   }
 
   // Reads a request's frames: keys, then values and lens for a push.
@@ -110,10 +231,30 @@ class KVServer : public SimpleApp {
     return kv::CheckValues(kv->keys.size(), kv->vals, kv->lens);
   }
 
-  void Process(const Message& msg) {
-    if (msg.meta.simple_app) return SimpleApp::Process(msg);
-    KVMeta meta{msg.meta.head,   msg.meta.push,      msg.meta.pull,
-                msg.meta.sender, msg.meta.timestamp, msg.meta.customer_id};
+  void Process(const Message& in) {
+    if (in.meta.simple_app) return SimpleApp::Process(in);
+    Message copy;  // a request the replication rewrote
+    const Message* mp = &in;
+    if (replica_ && in.meta.chain == Meta::kAck) return replica_->OnAck(in);
+    if (replica_ && in.meta.chain == Meta::kUpdate) return ProcessUpdate(in);
+    if (replica_ && (in.meta.chain == Meta::kForward || in.meta.slice >= 0)) {
+      copy = in;
+      if (!copy.meta.filters.empty()) {
+        // Replicas get requests decoded: they need no filter state of the worker's.
+        std::string filter, error;
+        FilterResult r = filters_->Decode(&copy, &filter, &error);
+        if (r != FilterResult::kOk) copy = in;  // answered below, as without replication
+      }
+      if (copy.meta.filters.empty()) {
+        ReplicaChain::Action a = in.meta.chain == Meta::kForward ? replica_->OnForward(&copy)
+                                                                 : replica_->OnRequest(&copy);
+        if (a == ReplicaChain::Action::kDone) return;
+      }
+      mp = &copy;
+    }
+    const Message& msg = *mp;
+    KVMeta meta{msg.meta.head,      msg.meta.push,        msg.meta.pull, msg.meta.sender,
+                msg.meta.timestamp, msg.meta.customer_id, msg.meta.slice};
     Message decoded;
     const Message* m = &msg;
     if (!msg.meta.filters.empty()) {
@@ -150,9 +291,15 @@ class KVServer : public SimpleApp {
 
   const std::unique_ptr<FilterChain> filters_;  // constant after construction; thread-safe
 
+  // Under replication; constant after construction.
+  std::unique_ptr<ReplicaChain> replica_;
+
   std::mutex kv_mu_;
   std::condition_variable kv_cv_;
-  std::shared_ptr<ReqHandle> request_handle_;  // protected by kv_mu_
+  // Protected by kv_mu_.
+  std::shared_ptr<ReqHandle> request_handle_;
+  std::shared_ptr<UpdateHandle> update_handle_;
+  std::atomic<bool> updates_{false};  // update_handle_ is set
 };
 
 }  // namespace ps

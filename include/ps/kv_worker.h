@@ -61,9 +61,12 @@ class KVWorker : public SimpleApp {
       : SimpleApp(app_id, postoffice),
         filters_(new FilterChain(postoffice_, "KVWorker app " + std::to_string(app_id) +
                                                   " customer " + std::to_string(customer_id))),
-        slicer_(std::make_shared<Slicer>(DefaultSlicer)) {
+        slicer_(std::make_shared<Slicer>(DefaultSlicer)),
+        replicated_(postoffice_->replication() > 1) {
     obj_.reset(new Customer(
         app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+    // A dead server's ranges have new primaries: what it did not answer goes to them.
+    if (replicated_) obj_->set_failover_handle([this](int dead) { Resend(dead); });
     if (const char* spec = postoffice_->env()->find("PS_CONSISTENCY")) {
       Consistency c;
       // A bad value already failed Start (or will): the worker stays eventual meanwhile.
@@ -255,6 +258,11 @@ class KVWorker : public SimpleApp {
     std::vector<KVPairs<Val>> got;            // by server rank: values received
     std::function<Status(Request*)> deliver;  // writes the pulled values to the outputs
     std::vector<Message> sent;  // by server rank, with filters: the request before encoding
+    // Under replication, by key range: where each slice went, whether it was answered.
+    // Protected by mu (a failover resends from the receiving thread while a send may run).
+    std::mutex mu;
+    std::vector<int> target;
+    std::vector<bool> answered;
   };
 
   // Validates, slices and sends one request; "vals" null for a pull, "outs" null for a push.
@@ -303,12 +311,18 @@ class KVWorker : public SimpleApp {
     p.pull = pull;
     p.keys_of.assign(sliced.size(), 0);
     if (pull) p.got.resize(sliced.size());
-    if (filtered) p.sent.resize(sliced.size());
+    if (filtered || replicated_) p.sent.resize(sliced.size());
+    if (replicated_) {
+      p.target.assign(sliced.size(), 0);
+      p.answered.assign(sliced.size(), false);
+    }
     std::vector<int> recvers;
     std::vector<std::pair<Key, int>> first_keys;
     for (size_t i = 0; i < sliced.size(); ++i) {
       if (!sliced[i].first || sliced[i].second.keys.empty()) continue;
-      recvers.push_back(Postoffice::ServerRankToID(static_cast<int>(i)));
+      // Under replication a slice awaits its key range, whichever server answers for it.
+      recvers.push_back(replicated_ ? Customer::SliceResponder(static_cast<int>(i))
+                                    : Postoffice::ServerRankToID(static_cast<int>(i)));
       p.keys_of[i] = sliced[i].second.keys.size();
       first_keys.emplace_back(sliced[i].second.keys[0], static_cast<int>(i));
     }
@@ -356,13 +370,15 @@ class KVWorker : public SimpleApp {
       msg.meta.timestamp = ts;
       msg.meta.priority = priority;
       msg.meta.recver = Postoffice::ServerRankToID(static_cast<int>(i));
+      if (replicated_) msg.meta.slice = static_cast<int>(i);
       msg.AddData(kv.keys);
       if (vals) {
         msg.AddData(kv.vals);
         if (!kv.lens.empty()) msg.AddData(kv.lens);
       }
-      // Kept as it is before filtering, should a server's filter ask for it again.
-      if (filtered) p.sent[i] = msg;
+      // Kept as it is before filtering, should a server's filter ask for it again (or a
+      // failover need it sent to another server).
+      if (filtered || replicated_) p.sent[i] = msg;
     }
     // The last response delivers the pulled values, then runs the callback, before Wait returns.
     obj_->Attach(ts, req, [req] {
@@ -371,6 +387,15 @@ class KVWorker : public SimpleApp {
       if (st.ok() && req->cb) req->cb();
       return st;
     });
+    if (replicated_) {
+      obj_->Submit(ts, [this, req] {
+        std::lock_guard<std::mutex> lk(req->mu);
+        for (size_t i = 0; i < req->sent.size(); ++i) {
+          if (!req->sent[i].data.empty()) SendSliceLocked(req.get(), i);
+        }
+      });
+      return ts;
+    }
     // Now, or once the requests it executes after finished.
     obj_->Submit(ts, [this, ts, filtered, msgs = std::move(msgs)]() mutable {
       for (Message& msg : msgs) {
@@ -384,6 +409,42 @@ class KVWorker : public SimpleApp {
       }
     });
     return ts;
+  }
+
+  // Under replication: sends slice "i" of request "p" to the server answering for its key range
+  // now. A send that fails is not an error: the server is dying, and its failover resends.
+  // REQUIRES: p->mu held.
+  void SendSliceLocked(Request* p, size_t i) {
+    Message msg = p->sent[i];
+    msg.meta.recver = postoffice_->PrimaryOf(static_cast<int>(i));
+    msg.meta.done_below = obj_->oldest_pending();
+    p->target[i] = msg.meta.recver;
+    if (!filters_->empty()) filters_->Encode(false, &msg);
+    Status sent = postoffice_->van()->TrySend(msg);
+    if (!sent.ok() && postoffice_->verbose() >= 1) {
+      LOG(WARNING) << sent.message() << " (the failover will send it again)";
+    }
+  }
+
+  // Server "dead" failed over: every slice it had not answered goes to its range's new
+  // primary, oldest request first (a synchronous round's pushes keep their order).
+  void Resend(int dead) {
+    size_t resent = 0;
+    for (int ts : obj_->pending_timestamps()) {
+      std::shared_ptr<Request> req = obj_->data<Request>(ts);
+      if (!req) continue;
+      std::lock_guard<std::mutex> lk(req->mu);
+      for (size_t i = 0; i < req->target.size(); ++i) {
+        if (req->target[i] == dead && !req->answered[i]) {
+          SendSliceLocked(req.get(), i);
+          ++resent;
+        }
+      }
+    }
+    if (postoffice_->verbose() >= 1) {
+      LOG(INFO) << "KVWorker app " << app_id_ << ": node " << dead << " failed over; resent "
+                << resent << " unanswered request slices to the new primaries";
+    }
   }
 
   // Runs "filter" over the keys of "send"; when it leaves some out, replaces "send" by the keys
@@ -571,7 +632,12 @@ class KVWorker : public SimpleApp {
     // Responses to one request are handled one at a time, on the receiving thread, and the
     // request does not finish meanwhile: its state needs no lock.
     Request& p = *req;
-    const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
+    const size_t rank = replicated_ ? static_cast<size_t>(std::max(msg.meta.slice, 0))
+                                    : static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
+    if (replicated_ && rank < p.answered.size()) {
+      std::lock_guard<std::mutex> lk(p.mu);
+      p.answered[rank] = true;
+    }
     if (!bad.ok() && p.error.ok()) p.error = bad;
     if (p.pull && rank < p.got.size() && p.error.ok()) {
       Status s = ParseResponse(*m, p.keys_of[rank], &p.got[rank]);
@@ -594,6 +660,18 @@ class KVWorker : public SimpleApp {
     // A request that finished or failed meanwhile needs nothing more.
     std::shared_ptr<Request> req = obj_->data<Request>(notice.meta.timestamp);
     if (!req) return;
+    if (replicated_) {
+      const size_t slice = static_cast<size_t>(std::max(notice.meta.slice, 0));
+      std::lock_guard<std::mutex> lk(req->mu);
+      if (slice >= req->sent.size() || req->target[slice] != sender) return;
+      Message again = req->sent[slice];
+      again.meta.recver = sender;
+      again.meta.done_below = obj_->oldest_pending();
+      filters_->CountResend(notice.meta.filters[0].name);
+      filters_->Encode(true, &again);
+      postoffice_->van()->Send(again);
+      return;
+    }
     const size_t rank = static_cast<size_t>(Postoffice::IDtoRank(sender));
     const std::vector<Message>& sent = req->sent;  // constant once the request was sent
     if (rank >= sent.size() || sent[rank].meta.recver != sender) return;
@@ -610,6 +688,8 @@ class KVWorker : public SimpleApp {
   std::mutex mu_;
   std::shared_ptr<Slicer> slicer_;         // shared, so that a request can run it without mu_
   std::shared_ptr<KeyFilter> key_filter_;  // likewise; null: every key is sent
+
+  const bool replicated_;  // PS_REPLICATION >= 2; constant after construction
 };
 
 }  // namespace ps

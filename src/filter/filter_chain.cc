@@ -336,6 +336,7 @@ Message FilterChain::MissNotice(const Message& msg, const std::string& filter) {
   notice.meta.customer_id = msg.meta.customer_id;
   notice.meta.timestamp = msg.meta.timestamp;
   notice.meta.head = msg.meta.head;
+  notice.meta.slice = msg.meta.slice;
   notice.meta.recver = msg.meta.sender;
   notice.meta.request = true;
   notice.meta.filter_miss = true;

@@ -40,6 +40,12 @@ void EncodeMeta(const Meta& meta, std::string* out) {
     for (int64_t a : f.args) pf->add_arg(a);
   }
   if (meta.filter_miss) pb.set_filter_miss(true);
+  if (meta.epoch) pb.set_epoch(meta.epoch);
+  if (meta.slice >= 0) pb.set_slice(meta.slice);
+  if (meta.chain) pb.set_chain(meta.chain);
+  if (meta.origin) pb.set_origin(meta.origin);
+  if (meta.done_below) pb.set_done_below(meta.done_below);
+  for (int c : meta.covered) pb.add_covered(c);
   if (!meta.control.empty()) {
     const Control& c = meta.control;
     wire::PBControl* pc = pb.mutable_control();
@@ -50,6 +56,7 @@ void EncodeMeta(const Meta& meta, std::string* out) {
     if (!c.barrier_ok) pc->set_barrier_ok(false);
     if (c.failed_node) pc->set_failed_node(c.failed_node);
     if (!c.reason.empty()) pc->set_reason(c.reason);
+    if (c.epoch) pc->set_epoch(c.epoch);
   }
   out->clear();
   pb.SerializeToString(out);
@@ -95,6 +102,15 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
     m.filters.push_back(FilterRecord{pf.name(), {pf.arg().begin(), pf.arg().end()}});
   }
   m.filter_miss = pb.filter_miss();
+  m.epoch = pb.epoch();
+  m.slice = pb.slice();
+  if (m.slice < -1 || !InRange(pb.chain(), Meta::kUpdate + 1) || pb.covered_size() % 5 != 0) {
+    return Status::InvalidArgument("bad replication fields");
+  }
+  m.chain = pb.chain();
+  m.origin = pb.origin();
+  m.done_below = pb.done_below();
+  m.covered.assign(pb.covered().begin(), pb.covered().end());
   if (pb.has_control()) {
     const wire::PBControl& pc = pb.control();
     if (!InRange(pc.cmd(), Control::kNumCommands)) {
@@ -119,6 +135,7 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
     c.barrier_ok = pc.barrier_ok();
     c.failed_node = pc.failed_node();
     c.reason = pc.reason();
+    c.epoch = pc.epoch();
   }
   *meta = std::move(m);
   return Status::OK();

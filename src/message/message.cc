@@ -58,6 +58,7 @@ std::string Control::DebugString() const {
   if (!barrier_ok) ss << " failed";
   if (failed_node) ss << " node=" << failed_node;
   if (!reason.empty()) ss << " reason=\"" << reason << "\"";
+  if (epoch) ss << " epoch=" << epoch;
   return ss.str();
 }
 
@@ -79,6 +80,10 @@ std::string Meta::DebugString() const {
     ss << (i ? "," : " filters=") << filters[i].name << "(" << filters[i].args.size() << ")";
   }
   if (filter_miss) ss << " filter_miss";
+  if (epoch) ss << " epoch=" << epoch;
+  if (slice >= 0) ss << " slice=" << slice;
+  static const char* kChains[] = {"", "forward", "ack", "update"};
+  if (chain) ss << " chain=" << kChains[chain] << " origin=" << origin;
   return ss.str();
 }
 

@@ -68,6 +68,7 @@ Customer::~Customer() {
 bool Customer::FailIfReceiverDeadLocked(int ts, const std::vector<int>& recvers) {
   // Checked under mu_, like OnNodeFailed, so a death is seen either here or there.
   for (int id : recvers) {
+    if (id < 0) continue;  // a key range (SliceResponder), not a node
     Status s = postoffice_->PeerStatus(id);
     if (!s.ok()) {
       std::vector<Ready> none;
@@ -374,6 +375,30 @@ void Customer::OnNodeFailed(int node_id, const Status& why, bool everything) {
   RunReady(std::move(ready));
 }
 
+void Customer::set_failover_handle(FailoverHandle handle) {
+  std::lock_guard<std::mutex> lk(mu_);
+  failover_ = handle ? std::make_shared<FailoverHandle>(std::move(handle)) : nullptr;
+}
+
+void Customer::OnServerReplaced(int node_id) {
+  std::shared_ptr<FailoverHandle> handle;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    handle = failover_;
+  }
+  if (handle) (*handle)(node_id);
+}
+
+int Customer::oldest_pending() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return table_.oldest_pending();
+}
+
+std::vector<int> Customer::pending_timestamps() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return table_.PendingUpTo(table_.next());
+}
+
 void Customer::Receiving() {
   while (true) {
     Message msg;
@@ -395,12 +420,13 @@ void Customer::Handle(const Message& msg) {
   }
   const int ts = msg.meta.timestamp;
   const int sender = msg.meta.sender;
+  const int responder = msg.meta.slice >= 0 ? SliceResponder(msg.meta.slice) : sender;
   {
     // Only a response that a pending request waits for counts; anything else is a stray
     // (a late answer to a failed request, a second copy, or a forged one) and must not reach
     // the handler.
     std::lock_guard<std::mutex> lk(mu_);
-    if (!table_.BeginResponse(ts, sender, (msg.meta.push ? 1 : 0) + (msg.meta.pull ? 2 : 0))) {
+    if (!table_.BeginResponse(ts, responder, (msg.meta.push ? 1 : 0) + (msg.meta.pull ? 2 : 0))) {
       if (Van* van = postoffice_->van()) {
         van->Drop(DropReason::kUnroutable, "response to request " + std::to_string(ts) +
                                                " from node " + std::to_string(sender) +

@@ -91,6 +91,8 @@ Status Postoffice::ParseConfigLocked() {
   }
   check(env_->GetInt("DMLC_NUM_SERVER", 0, 0, 1000000, &o.num_servers, true));
   check(env_->GetInt("DMLC_NUM_WORKER", 0, 0, 1000000, &o.num_workers, true));
+  check(env_->GetInt("PS_REPLICATION", 1, 1, 1000000, &o.replication));
+  if (s.ok()) check(CheckReplication(o.replication, o.num_servers));
   o.scheduler_host = env_->GetString("DMLC_PS_ROOT_URI");
   if (o.scheduler_host.empty()) {
     check(Status::InvalidArgument("DMLC_PS_ROOT_URI is not set (the scheduler's host)"));
@@ -282,19 +284,7 @@ const std::vector<Range>& Postoffice::GetServerKeyRanges() {
   std::lock_guard<std::mutex> lk(start_mu_);
   ParseConfigLocked();
   int n = options_.num_servers;
-  if (static_cast<int>(server_key_ranges_.size()) != n) {
-    // Server i owns [i * 2^b / n, (i + 1) * 2^b / n), computed without overflow; the last
-    // range ends at kMaxKey, which it includes.
-    server_key_ranges_.clear();
-    using Wide = unsigned __int128;
-    Wide space = static_cast<Wide>(kMaxKey) + 1;
-    for (int i = 0; i < n; ++i) {
-      uint64_t begin = static_cast<uint64_t>(space * i / n);
-      uint64_t end =
-          i + 1 == n ? static_cast<uint64_t>(kMaxKey) : static_cast<uint64_t>(space * (i + 1) / n);
-      server_key_ranges_.emplace_back(begin, end);
-    }
-  }
+  if (static_cast<int>(server_key_ranges_.size()) != n) server_key_ranges_ = DefaultKeyRanges(n);
   return server_key_ranges_;
 }
 
@@ -501,12 +491,37 @@ void Postoffice::OnData(Message&& msg) {
 void Postoffice::OnNodeFailed(const Node& node, const Status& why) {
   // Without the scheduler the job cannot go on: fail everything that is pending.
   bool everything = node.role == Node::SCHEDULER;
+  // A server that the replicas cover: the apps route around it (workers resend to the new
+  // primaries, servers forward to their new successors).
+  const bool replaced = node.role == Node::SERVER && options_.replication > 1 &&
+                        van_->chains().dead(IDtoRank(node.id));
   std::vector<Registered*> held = Hold();
-  for (Registered* r : held) r->customer->OnNodeFailed(node.id, why, everything);
+  for (Registered* r : held) {
+    r->customer->OnNodeFailed(node.id, why, everything);
+    if (replaced) r->customer->OnServerReplaced(node.id);
+  }
   Release(held);
 }
 
+int Postoffice::replication() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  ParseConfigLocked();
+  return options_.replication;
+}
+
+int Postoffice::PrimaryOf(int range) const {
+  Van* v = van();
+  int rank = v ? v->chains().Primary(range) : range;
+  return rank < 0 ? Node::kEmpty : ServerRankToID(rank);
+}
+
 void Postoffice::OnJobEnd(const Status& why) {
+  if (options_.replication > 1) {
+    // Requests to key ranges wait for a range, not a node: the end of the job fails them.
+    std::vector<Registered*> held = Hold();
+    for (Registered* r : held) r->customer->OnNodeFailed(0, why, true);
+    Release(held);
+  }
   // What needs a dead node failed already. A process that is a node of the job ends with it,
   // naming the reason; other nodes report it through their calls.
   if (exit_on_job_end_) Die(why);

@@ -1,5 +1,7 @@
 #include "van/scheduler_book.h"
 
+#include <algorithm>
+
 #include "ps/base.h"
 
 namespace ps {
@@ -61,14 +63,37 @@ std::string SchedulerBook::Counts() const {
 }
 
 int SchedulerBook::Participants(int group) const {
-  return ((group & kScheduler) ? 1 : 0) + ((group & kServerGroup) ? expected_[0] : 0) +
-         ((group & kWorkerGroup) ? expected_[1] : 0);
+  return ((group & kScheduler) ? 1 : 0) +
+         ((group & kServerGroup) ? expected_[0] - removed_[0] : 0) +
+         ((group & kWorkerGroup) ? expected_[1] - removed_[1] : 0);
+}
+
+std::vector<SchedulerBook::BarrierEntry> SchedulerBook::Remove(int id) {
+  std::vector<BarrierEntry> done;
+  for (const Registration& r : registered_) {
+    if (r.node.id != id) continue;
+    removed_[r.node.role == Node::SERVER ? 0 : 1] += r.customers;
+  }
+  for (auto it = barriers_.begin(); it != barriers_.end();) {
+    auto& entered = it->second;
+    entered.erase(std::remove_if(entered.begin(), entered.end(),
+                                 [id](const BarrierEntry& e) { return e.node_id == id; }),
+                  entered.end());
+    if (!entered.empty() && static_cast<int>(entered.size()) >= Participants(it->first)) {
+      done.insert(done.end(), entered.begin(), entered.end());
+      it = barriers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return done;
 }
 
 std::vector<SchedulerBook::BarrierEntry> SchedulerBook::EnterBarrier(int group,
                                                                      const BarrierEntry& entry) {
   auto& entered = barriers_[group];
   entered.push_back(entry);
+  entered.back().group = group;
   if (static_cast<int>(entered.size()) < Participants(group)) return {};
   std::vector<BarrierEntry> done = std::move(entered);
   barriers_.erase(group);

@@ -35,10 +35,15 @@ class SchedulerBook {
     int node_id;
     int customer_id;
     bool finalize;
+    int group = 0;  // set by EnterBarrier
   };
   // Enters "entry" into the barrier of "group". When that completes the barrier, returns every
   // entry to release and forgets the barrier; else returns nothing.
   std::vector<BarrierEntry> EnterBarrier(int group, const BarrierEntry& entry);
+  // Leaves node "id" out of every barrier from now on (a dead server that the replicas cover):
+  // its customers no longer count, and what it entered is forgotten. Returns the entries of
+  // barriers that this completes, to release.
+  std::vector<BarrierEntry> Remove(int id);
 
  private:
   int Participants(int group) const;
@@ -51,6 +56,7 @@ class SchedulerBook {
   std::vector<Registration> registered_;
   std::map<std::string, size_t> by_address_;           // host:port -> index in registered_
   int customers_[2] = {0, 0};                          // registrations per role
+  int removed_[2] = {0, 0};                            // customers of removed nodes per role
   int nodes_[2] = {0, 0};                              // distinct nodes per role
   std::map<int, std::vector<BarrierEntry>> barriers_;  // group -> who entered
 };

@@ -6,6 +6,7 @@
 
 #include "message/codec.h"
 #include "ps/base.h"
+#include "ps/internal/postoffice.h"
 #include "van/address.h"
 #include "van/scheduler_book.h"
 
@@ -75,6 +76,7 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
   on_fatal_ = std::move(on_fatal);
   is_scheduler_ = options.role == Node::SCHEDULER;
   if (is_scheduler_) book_.reset(new SchedulerBook(options.num_servers, options.num_workers));
+  chains_ = ServerChains(options.num_servers, std::max(1, options.replication));
 
   Node me;
   me.role = options.role;
@@ -207,6 +209,11 @@ Status Van::Register(int customer_id) {
 Status Van::GroupStatusLocked(int group) const {
   for (const auto& kv : dead_) {
     auto it = nodes_.find(kv.first);
+    // A dead server that the replicas cover takes part in nothing any more.
+    if (it != nodes_.end() && it->second.role == Node::SERVER &&
+        chains_.dead(Postoffice::IDtoRank(kv.first))) {
+      continue;
+    }
     // Every barrier goes through the scheduler, so its death fails all of them.
     if (kv.first == kScheduler || it == nodes_.end() || (GroupOf(it->second.role) & group)) {
       return kv.second;
@@ -263,6 +270,7 @@ Status Van::Barrier(int customer_id, int group, bool finalize) {
 Status Van::TrySend(Message& msg, size_t* bytes) {
   const int me = my_id_.load(std::memory_order_acquire);
   msg.meta.sender = me;
+  msg.meta.epoch = epoch_.load(std::memory_order_acquire);
   if (options_.verbose >= 2) LOG(INFO) << "send " << msg.DebugString();
   size_t sent = 0;
   if (msg.meta.recver == me && me != Node::kEmpty) {
@@ -471,6 +479,12 @@ void Van::Dispatch(Message&& msg) {
 
 void Van::ProcessControlAtScheduler(Message& msg) {
   const Control& ctl = msg.meta.control;
+  // A server that was declared dead and replaced, heard from again: it was frozen or cut off,
+  // and must not come back. It is told so (it exits); what it says is ignored.
+  if (chains_.k() > 1 && dead_.count(msg.meta.sender) && nodes_.count(msg.meta.sender) &&
+      nodes_[msg.meta.sender].role == Node::SERVER) {
+    return Fence(msg.meta.sender);
+  }
   auto seen = last_seen_.find(msg.meta.sender);
   if (seen != last_seen_.end()) seen->second = Clock::now();
   switch (ctl.cmd) {
@@ -645,6 +659,18 @@ void Van::ProcessControlAtNode(Message& msg) {
       ++heartbeats_received_;
       return;  // the acknowledgement; last_heard_scheduler_ is already updated
     case Control::NODE_FAILED:
+      if (ctl.epoch > 0) {
+        // A server the replicas cover: the new configuration, applied before the failure
+        // handlers run (workers route to the new primaries from now on).
+        auto it = nodes_.find(ctl.failed_node);
+        if (it == nodes_.end() || it->second.role != Node::SERVER || ctl.epoch <= epoch_.load()) {
+          return Drop(DropReason::kBadControl, "unexpected configuration " + ctl.DebugString());
+        }
+        std::lock_guard<std::mutex> lk(mu_);
+        chains_.MarkDead(Postoffice::IDtoRank(ctl.failed_node));
+        epoch_ = ctl.epoch;
+        cv_.notify_all();
+      }
       return MarkDead(ctl.failed_node, Status::NodeFailed(ctl.reason));
     case Control::TERMINATE: {
       std::string reason = ctl.reason.empty() ? "the scheduler ended the job" : ctl.reason;
@@ -679,12 +705,17 @@ void Van::MarkDead(int id, const Status& why) {
   }
   // Not logged otherwise: the calls that fail say it, and a node that ends says it once.
   if (options_.verbose >= 1) LOG(WARNING) << why.message();
+  // A server that the replicas cover: the job goes on without it.
+  Status lost;
+  const bool covered =
+      is_scheduler_ && node.role == Node::SERVER && chains_.k() > 1 && FailOver(id, why, &lost);
   // Tell everyone before waking the waiters here: a waiter may stop this node at once.
   if (is_scheduler_) {
     Control notice;
     notice.cmd = Control::NODE_FAILED;
     notice.failed_node = id;
     notice.reason = why.message();
+    if (covered) notice.epoch = epoch_.load();
     SendToLiveNodes(notice);
   }
   on_failure_(node, why);
@@ -692,9 +723,75 @@ void Van::MarkDead(int id, const Status& why) {
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
+  if (covered) {
+    // Barriers no longer wait for it; it is told to exit should it come back.
+    for (const auto& e : book_->Remove(id)) {
+      Control release;
+      release.cmd = Control::BARRIER;
+      release.barrier_group = e.group;
+      release.finalize = e.finalize;
+      SendControl(e.node_id, release, false, e.customer_id);
+    }
+    Fence(id);
+    return;
+  }
   // The job cannot go on without one of its nodes: the scheduler ends it, naming the node;
   // a node without its scheduler ends it for itself.
-  if (is_scheduler_ || id == kScheduler) EndJob(why, id);
+  if (is_scheduler_ || id == kScheduler) EndJob(lost.ok() ? why : lost, id);
+}
+
+bool Van::FailOver(int id, const Status& why, Status* lost) {
+  auto start = Clock::now();
+  std::lock_guard<std::mutex> lk(mu_);
+  ServerChains next = chains_;
+  if (!next.MarkDead(Postoffice::IDtoRank(id))) {
+    *lost = Status::NodeFailed(
+        next.LostMessage(next.LostRange(), DefaultKeyRanges(options_.num_servers)) + " (" +
+        why.message() + ")");
+    return false;
+  }
+  chains_ = next;
+  epoch_ = chains_.epoch();
+  ++failovers_;
+  cv_.notify_all();
+  if (options_.verbose >= 1) {
+    LOG(INFO) << "failover to epoch " << chains_.epoch() << ": " << NodeNameLocked(id)
+              << " is dead; the replicas answer for its key ranges ("
+              << FormatSeconds(SecondsSince(start)) << " s)";
+  }
+  return true;
+}
+
+void Van::Fence(int id) {
+  auto now = Clock::now();
+  auto it = fenced_.find(id);
+  if (it != fenced_.end() && now - it->second < std::chrono::seconds(1)) return;
+  fenced_[id] = now;
+  Control bye;
+  bye.cmd = Control::TERMINATE;
+  bye.failed_node = id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    const int rank = Postoffice::IDtoRank(id);
+    const int next = chains_.Primary(rank);
+    bye.reason = NodeNameLocked(id) + " was replaced: it was declared dead (" +
+                 (dead_.count(id) ? dead_.at(id).message() : std::string("no reason")) + "), and " +
+                 (next >= 0 ? NodeNameLocked(Postoffice::ServerRankToID(next)) : "no server") +
+                 " answers for its key range since epoch " + std::to_string(chains_.epoch());
+  }
+  SendControl(id, bye, false);
+}
+
+ServerChains Van::chains() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return chains_;
+}
+
+bool Van::WaitForEpoch(int epoch, double seconds) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return cv_.wait_for(lk, std::chrono::duration<double>(seconds), [&] {
+    return epoch_.load() >= epoch || !fatal_.ok() || state_.load() != State::kRunning;
+  }) && epoch_.load() >= epoch;
 }
 
 void Van::EndJob(const Status& why, int failed_node) {

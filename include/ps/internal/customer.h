@@ -128,6 +128,19 @@ class Customer {
   // Fails pending requests that wait for node "node_id", or all of them with "everything".
   void OnNodeFailed(int node_id, const Status& why, bool everything);
 
+  // Server replication. A request to a key range rather than to a node (a KVWorker's under
+  // PS_REPLICATION >= 2) awaits a responder id of SliceResponder(range): its responses carry
+  // the range (Meta::slice), and a server's death fails nothing; the app resends instead.
+  static int SliceResponder(int slice) { return -1 - slice; }
+  // Called on the receiving thread when server "node_id" died and the replicas took over its
+  // ranges (after the new configuration is in place). Thread-safe; null: nothing to do.
+  using FailoverHandle = std::function<void(int node_id)>;
+  void set_failover_handle(FailoverHandle handle);
+  void OnServerReplaced(int node_id);
+  // The oldest timestamp not finished yet (every earlier one is), and the pending ones.
+  int oldest_pending();
+  std::vector<int> pending_timestamps();
+
  private:
   using Ready = TaskTable::Ready;
 
@@ -175,6 +188,7 @@ class Customer {
   std::condition_variable cv_;
   TaskTable table_;  // every request, from its timestamp to its end
   Consistency consistency_;
+  std::shared_ptr<FailoverHandle> failover_;
 };
 
 // Counters of a customer's tasks, updated under the customer's lock, read from anywhere.

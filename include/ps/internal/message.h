@@ -82,6 +82,7 @@ struct Control {
   bool barrier_ok = true;  // BARRIER reply: false when the barrier cannot complete
   int failed_node = 0;     // NODE_FAILED: id of the dead node
   std::string reason;      // NODE_FAILED, TERMINATE, failed BARRIER: why, for the user
+  int epoch = 0;           // NODE_FAILED of a server the replicas cover: the new epoch
 };
 
 // A filter applied to the data frames of a message: its registered name and what its decoder
@@ -121,6 +122,15 @@ struct Meta {
   // assumed, such as an evicted key cache entry) and asks the sender to send it again in full.
   // Travels as a request without data to the requesting customer.
   bool filter_miss = false;
+
+  // Server replication (PS_REPLICATION >= 2; see ps/internal/replication.h).
+  enum Chain : int { kNoChain, kForward, kAck, kUpdate };
+  int epoch = 0;   // the sender's configuration epoch, set by the van
+  int slice = -1;  // a key-value request's key range, echoed by its response
+  int chain = kNoChain;
+  int origin = 0;            // kForward: the worker that sent the request
+  int done_below = 0;        // the requester's oldest unfinished timestamp
+  std::vector<int> covered;  // kUpdate: (sender, customer, timestamp, slice, done_below) each
 };
 
 struct Message {

@@ -135,6 +135,11 @@ class Postoffice {
   int verbose();
   // PS_SPIN_US: microseconds a Wait keeps looking for its answer before it sleeps.
   int spin_us();
+  // PS_REPLICATION: how many servers hold each key range (1: no replicas).
+  int replication();
+  // The node id of the server answering for key range "range" now (its chain's first live
+  // server; see ps/internal/replication.h), or Node::kEmpty when the range is lost.
+  int PrimaryOf(int range) const;
   // The rank of this node within its role, once started.
   int my_rank() const;
   bool is_recovery() const { return false; }

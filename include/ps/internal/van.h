@@ -34,6 +34,7 @@
 
 #include "ps/internal/message.h"
 #include "ps/internal/receive_baton.h"
+#include "ps/internal/replication.h"
 #include "ps/internal/transport.h"
 #include "ps/internal/utils.h"
 #include "ps/status.h"
@@ -56,6 +57,7 @@ struct VanOptions {
   double heartbeat_timeout = 10;  // PS_HEARTBEAT_TIMEOUT, seconds
   int verbose = 0;                // PS_VERBOSE
   int linger_ms = 2000;           // how long closing waits for unsent messages
+  int replication = 1;            // PS_REPLICATION: servers holding each key range
 };
 
 // Why the receive path dropped a message. Counted per reason.
@@ -151,6 +153,15 @@ class Van {
   Status NodeStatus(int id) const;
   // A failure that ends the whole job on this node (start-up failed, TERMINATE), or OK.
   Status fatal() const;
+  // Server replication: the configuration now (which servers are dead), and its epoch. A dead
+  // server that the replicas cover does not end the job: the scheduler publishes the new
+  // configuration (NODE_FAILED with an epoch) and fences the dead one if it comes back.
+  ServerChains chains() const;
+  int epoch() const { return epoch_.load(); }
+  // Blocks until this node applied configuration "epoch", up to "seconds"; false on timeout.
+  bool WaitForEpoch(int epoch, double seconds);
+  // Failovers so far and the seconds they took (from the death to the new configuration).
+  int failovers() const { return failovers_.load(); }
   bool ready() const { return ready_.load(); }
 
   uint64_t dropped(DropReason r) const { return dropped_[static_cast<int>(r)].load(); }
@@ -190,6 +201,12 @@ class Van {
   // Ends the running job on this node for "why", caused by the death of "failed_node" (0: of
   // none); on the scheduler, tells every node first.
   void EndJob(const Status& why, int failed_node);
+  // On the scheduler, for a dead server "id" under replication: publishes the configuration
+  // without it and returns true, or returns false when that loses a key range (*lost says
+  // which). REQUIRES: the receiving thread.
+  bool FailOver(int id, const Status& why, Status* lost);
+  // Tells replaced server "id" to exit (at most once a second): it was declared dead.
+  void Fence(int id);
   void SendControl(int recver, Control control, bool request, int customer_id = 0);
   // Sends "control" to every node of the job that is not dead, the scheduler excepted.
   void SendToLiveNodes(const Control& control);
@@ -213,6 +230,8 @@ class Van {
   std::atomic<int> my_id_{Node::kEmpty};  // my_node_.id, for Send without mu_
   std::atomic<bool> finalizing_{false};   // past the final barrier: nodes may leave
   std::atomic<bool> job_ended_{false};    // EndJob ran
+  std::atomic<int> epoch_{0};             // chains_.epoch(), for Send without mu_
+  std::atomic<int> failovers_{0};
   std::atomic<uint64_t> dropped_[static_cast<int>(DropReason::kNumReasons)] = {};
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_received_{0};
@@ -231,8 +250,10 @@ class Van {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   Node my_node_;
-  std::map<int, Node> nodes_;             // id -> node, once ready
-  std::unordered_map<int, Status> dead_;  // id -> why
+  std::map<int, Node> nodes_;                // id -> node, once ready
+  std::unordered_map<int, Status> dead_;     // id -> why
+  ServerChains chains_;                      // server replication's configuration
+  std::map<int, Clock::time_point> fenced_;  // replaced server -> when last told to exit
   Status fatal_;
   std::unordered_map<int, std::unique_ptr<Status>> barrier_result_;  // customer -> result
   bool logged_drop_[static_cast<int>(DropReason::kNumReasons)] = {};
