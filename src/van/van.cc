@@ -879,6 +879,17 @@ void Van::Tick() {
   }
   double silent = std::chrono::duration<double>(now - last_heard_scheduler_).count();
   if (silent > timeout && !dead_.count(kScheduler)) {
+    // A node that was frozen (or cut off) reads what waits for it before it judges: the
+    // scheduler may have spoken meanwhile (a replaced server's notice to exit).
+    std::vector<SArray<char>> frames;
+    for (int i = 0; i < 1024 && !job_ended_ && transport_->Recv(&frames, 0); ++i) {
+      ProcessFrames(std::move(frames));
+      frames.clear();
+    }
+    if (job_ended_) return;
+    silent = std::chrono::duration<double>(Clock::now() - last_heard_scheduler_).count();
+  }
+  if (silent > timeout && !dead_.count(kScheduler)) {
     MarkDead(kScheduler,
              Status::NodeFailed("lost contact with the scheduler at " + options_.scheduler_host +
                                 ":" + std::to_string(options_.scheduler_port) + ": no answer for " +

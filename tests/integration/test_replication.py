@@ -1,0 +1,124 @@
+"""Server replication (PS_REPLICATION): jobs of real processes that lose servers.
+
+Each test kills (SIGKILL) or freezes (SIGSTOP) a server at a random round of the workers; the
+seed is printed, and PS_TEST_SEED replays it."""
+import json
+import os
+import random
+import re
+import signal
+import time
+import unittest
+
+from jobs import BUILD_DIR, Job
+
+REPLICATION_JOB = os.path.join(BUILD_DIR, "tests", "integration", "replication_job")
+FAST = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "1.5"}
+SEED = int(os.environ.get("PS_TEST_SEED", str(random.SystemRandom().randrange(1 << 30))))
+print(f"test_replication: PS_TEST_SEED={SEED}", flush=True)
+
+
+class ReplicationTest(unittest.TestCase):
+    def setUp(self):
+        self.rng = random.Random(f"{SEED}-{self.id()}")
+
+    def job(self, servers, workers, k, *args, env=None):
+        e = dict(FAST, PS_REPLICATION=str(k))
+        e.update(env or {})
+        job = Job(servers, workers, env=e, args=list(args), program=REPLICATION_JOB)
+        self.addCleanup(job.stop)
+        return job
+
+    def server_of_rank(self, job, rank):
+        for n in job.role("server"):
+            self.assertTrue(job.wait_for_output(n, "server rank", 30), job.report())
+            if re.search(rf"server rank {rank}\b", n.stdout()):
+                return n
+        self.fail(f"no server of rank {rank}:\n" + job.report())
+
+    def at_random_round(self, job, rounds):
+        """Waits until the first worker reached a random round of the first half."""
+        r = self.rng.randrange(5, rounds // 2)
+        worker = job.role("worker")[0]
+        self.assertTrue(job.wait_for_output(worker, f"round {r}\n", 60), job.report())
+        return r
+
+    def assert_exact(self, job, survivors):
+        for n in survivors:
+            self.assertEqual(n.proc.returncode, 0, f"{n.name}:\n" + job.report())
+        for w in job.role("worker"):
+            line = [l for l in w.stdout().splitlines() if l.startswith("{")]
+            self.assertEqual(len(line), 1, job.report())
+            got = json.loads(line[0])
+            self.assertTrue(got["exact"], job.report())
+            self.assertEqual(got["wrong"], 0, job.report())
+
+    def kill_one_and_check(self, rank, *args):
+        rounds = 400
+        job = self.job(3, 3, 2, "--rounds", str(rounds), "--round-ms", "2", *args)
+        victim = self.server_of_rank(job, rank)
+        r = self.at_random_round(job, rounds)
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        survivors = [n for n in job.nodes if n is not victim]
+        job.wait(timeout=90, nodes=survivors)
+        with self.subTest(rank=rank, round=r, seed=SEED):
+            self.assert_exact(job, survivors)
+
+    def test_killed_server_of_each_rank_loses_and_doubles_no_push(self):
+        for rank in range(3):
+            self.kill_one_and_check(rank)
+
+    def test_killed_server_during_synchronous_rounds_changes_no_sum(self):
+        # KVServerSyncHandle replicates each round's sum once (replication after aggregation).
+        self.kill_one_and_check(self.rng.randrange(3), "--sync", "1")
+
+    def test_frozen_server_is_fenced_when_it_comes_back(self):
+        job = self.job(3, 3, 2, "--rounds", "1500", "--round-ms", "2", env={"PS_VERBOSE": "1"})
+        victim = self.server_of_rank(job, self.rng.randrange(3))
+        self.at_random_round(job, 200)
+        os.killpg(victim.proc.pid, signal.SIGSTOP)
+        scheduler = job.role("scheduler")[0]
+        deadline = time.monotonic() + 30
+        while "failover to epoch 1" not in scheduler.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertIn("failover to epoch 1", scheduler.stderr(), job.report())
+        # Back while the job still runs: it must exit, saying it was replaced, and change nothing.
+        os.killpg(victim.proc.pid, signal.SIGCONT)
+        job.wait(timeout=90)
+        self.assertEqual(victim.proc.returncode, 1, job.report())
+        self.assertRegex(victim.stderr(), r"error: server \d: server \d \(node \d+ at [^)]+\) "
+                                          r"was replaced: it was declared dead \(.*sent no "
+                                          r"heartbeat.*\), and server \d \(node \d+", job.report())
+        self.assert_exact(job, [n for n in job.nodes if n is not victim])
+
+    def test_range_lost_when_more_servers_die_than_replicas_cover(self):
+        job = self.job(3, 2, 2, "--rounds", "100000", "--round-ms", "2")
+        first, second = self.server_of_rank(job, 0), self.server_of_rank(job, 1)
+        self.at_random_round(job, 200)
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        # The job goes on with one server fewer, then loses range 0 with the second.
+        worker = job.role("worker")[0]
+        line = f"round {self.rng.randrange(250, 300)}\n"
+        self.assertTrue(job.wait_for_output(worker, line, 60), job.report())
+        os.killpg(second.proc.pid, signal.SIGKILL)
+        start = time.monotonic()
+        survivors = [n for n in job.nodes if n not in (first, second)]
+        job.wait(timeout=30, nodes=survivors)
+        self.assertLess(max(n.ended for n in survivors) - start, 5, job.report())
+        want = (r"key range \[0, 6148914691236517205\) is lost: servers 0 and 1 \(nodes 8, 10\) "
+                r"are dead and PS_REPLICATION=2")
+        for n in survivors:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            self.assertRegex(n.stderr(), want, job.report())
+
+    def test_bad_replication_factor_is_a_one_line_error(self):
+        job = self.job(2, 1, 3)
+        job.wait(timeout=30)
+        for n in job.nodes:
+            self.assertNotEqual(n.proc.returncode, 0, job.report())
+            self.assertIn("PS_REPLICATION=3 must be between 1 and DMLC_NUM_SERVER=2",
+                          n.stderr(), job.report())
+
+
+if __name__ == "__main__":
+    unittest.main()
