@@ -363,8 +363,11 @@ class Job:
     """
 
     def __init__(self, launches: List[Launch], console: Console, timeout: Optional[float],
-                 verbose: bool):
+                 verbose: bool, spare_servers: int = 0):
         self._launches = launches
+        # Servers that may die without ending the job: PS_REPLICATION - 1 (the nodes end the
+        # job themselves, naming the lost key range, when more die than the replicas cover).
+        self._spare_servers = spare_servers
         self._console = console
         self._timeout = timeout
         self._verbose = verbose
@@ -469,7 +472,12 @@ class Job:
         # can be reused by an unrelated process.
         self._signal_group(proc, signal.SIGKILL)
         code, how = exit_status(returncode)
-        if code and not self._outcome:
+        if code and not self._outcome and launch.name.startswith("server ") and \
+                self._spare_servers > 0:
+            self._spare_servers -= 1
+            self._console.note(f"{self._console.label(launch.name)} {how}; the job goes on "
+                               "without it (PS_REPLICATION: its replicas answer for it)")
+        elif code and not self._outcome:
             self._fail(launch.name, code, how)
         else:
             self._say_verbose(f"{self._console.label(launch.name)} {how}")
@@ -784,9 +792,19 @@ def main(argv: List[str]) -> int:
     names = [name for name, _ in plan.node_envs] + [launch.name for launch in plan.launches]
     console = Console(args.log_dir, tuple(dict.fromkeys(names)))
     try:
-        return Job(plan.launches, console, args.timeout, args.verbose).run()
+        return Job(plan.launches, console, args.timeout, args.verbose,
+                   spare_servers(job_env)).run()
     finally:
         console.close()
+
+
+def spare_servers(job_env: Dict[str, str]) -> int:
+    """How many servers the job survives losing: PS_REPLICATION - 1 (the nodes check it)."""
+    value = job_env.get("PS_REPLICATION", os.environ.get("PS_REPLICATION", "1"))
+    try:
+        return max(0, int(value) - 1)
+    except ValueError:
+        return 0  # the nodes say what is wrong with it
 
 
 if __name__ == "__main__":

@@ -52,7 +52,10 @@ class BcdModel : public Model {
     if (data.vals.size() != 2 * data.keys.size()) {
       return server->ResponseError(meta, "a block push has a gradient and a curvature per key");
     }
-    Round& round = rounds_[meta.cmd];
+    // A round per block and key range: under replication a server may answer for several
+    // ranges, and each range's pushes make their own round.
+    const std::pair<int, int> id(meta.cmd, meta.slice);
+    Round& round = rounds_[id];
     for (size_t i = 0; i < data.keys.size(); ++i) {
       GradCurv& a = round.sum[data.keys[i]];
       a.g += data.vals[2 * i];
@@ -82,7 +85,7 @@ class BcdModel : public Model {
       }
     }
     for (const Held& h : round.held) server->Response(h.meta, Read(h.keys));
-    rounds_.erase(meta.cmd);
+    rounds_.erase(id);
   }
 
   void ForEachWeight(const std::function<void(Key, double)>& f) override {
@@ -130,9 +133,9 @@ class BcdModel : public Model {
   // Protected by mu_.
   std::mutex mu_;
   std::unordered_map<Key, float> w_;
-  std::unordered_map<Key, int> holders_;  // workers that hold each key
-  std::map<int, Round> rounds_;           // rounds still waiting for workers
-  std::vector<Key> held_back_;            // keys to send in full next iteration
+  std::unordered_map<Key, int> holders_;         // workers that hold each key
+  std::map<std::pair<int, int>, Round> rounds_;  // (block, range) -> waiting for workers
+  std::vector<Key> held_back_;                   // keys to send in full next iteration
 };
 
 class BcdWorker : public Worker {

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -39,17 +40,21 @@ void Server::HandleReport(const ps::SimpleData& req, ps::SimpleApp* app) {
   r.held.push_back(req);
   if (static_cast<int>(r.held.size()) < workers_) return;
   double l1norm = 0, l2sq = 0, nnz = 0;
-  model_->ForEachWeight([&](ps::Key, double w) {
+  ForEachLedWeight([&](ps::Key, double w) {
     l1norm += std::abs(w);
     l2sq += w * w;
     nnz += w != 0;
   });
-  const std::vector<ps::Key> held_back = model_->TakeHeldBack();
+  std::vector<ps::Key> held_back = model_->TakeHeldBack();
+  const Leads leads = LeadsNow();
+  held_back.erase(
+      std::remove_if(held_back.begin(), held_back.end(), [&](ps::Key k) { return !leads(k); }),
+      held_back.end());
   // The KKT filter's margin: the threshold l1 - margin tightens towards l1 as w settles.
   const double margin = o_.l1 / (iter + 2);
   std::ostringstream out;
   out.precision(17);
-  if (rank_ == 0) {
+  if (rank_ == FirstLiveServer()) {
     out << r.loss << " " << r.kept << " " << r.left;
   } else {
     out << "0 0 0";
@@ -63,13 +68,42 @@ void Server::HandleReport(const ps::SimpleData& req, ps::SimpleApp* app) {
 std::string Server::ModelText() {
   std::string text;
   char line[64];
-  model_->ForEachWeight([&](ps::Key key, double w) {
+  ForEachLedWeight([&](ps::Key key, double w) {
     if (w == 0) return;
     std::snprintf(line, sizeof(line), "%llu\t%.9g\n",
                   static_cast<unsigned long long>(FeatureOf(key)), w);
     text += line;
   });
   return text;
+}
+
+Server::Leads Server::LeadsNow() const {
+  // Under replication a server holds the weights of other ranges too, as a replica: each
+  // weight is reported by the server that answers for its range now.
+  ps::Van* van = ps::Postoffice::Get()->van();
+  if (ps::Postoffice::Get()->replication() <= 1 || !van) return [](ps::Key) { return true; };
+  ps::ServerChains chains = van->chains();
+  const int rank = rank_;
+  return [chains, rank](ps::Key key) {
+    return chains.Primary(ps::Postoffice::Get()->ServerRankForKey(key)) == rank;
+  };
+}
+
+void Server::ForEachLedWeight(const std::function<void(ps::Key, double)>& f) {
+  const Leads leads = LeadsNow();
+  model_->ForEachWeight([&](ps::Key key, double w) {
+    if (leads(key)) f(key, w);
+  });
+}
+
+int Server::FirstLiveServer() const {
+  ps::Van* van = ps::Postoffice::Get()->van();
+  if (!van) return 0;
+  ps::ServerChains chains = van->chains();
+  for (int r = 0; r < ps::NumServers(); ++r) {
+    if (!chains.dead(r)) return r;
+  }
+  return 0;
 }
 
 }  // namespace linear

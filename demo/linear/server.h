@@ -42,6 +42,13 @@ class Server {
   void HandleReport(const ps::SimpleData& req, ps::SimpleApp* app);
   // "feature<TAB>weight" lines of this server's nonzero weights.
   std::string ModelText();
+  // Whether this server answers for a key's range now (always, without replication).
+  using Leads = std::function<bool(ps::Key)>;
+  Leads LeadsNow() const;
+  // The model's weights of the ranges this server answers for.
+  void ForEachLedWeight(const std::function<void(ps::Key, double)>& f);
+  // The lowest server rank alive: it answers the workers' totals.
+  int FirstLiveServer() const;
 
   struct Report {
     double loss = 0, kept = 0, left = 0;

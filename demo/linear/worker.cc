@@ -115,7 +115,7 @@ Worker::Totals Worker::Exchange(int iter, uint64_t kept, uint64_t left) {
     std::lock_guard<std::mutex> lk(mu_);
     answers_.clear();
   }
-  report_.Wait(report_.Request(kReport, body.str(), ps::kServerGroup));
+  AskLive(kReport, body.str(), ps::kServerGroup);
   Totals t;
   double loss = 0, l1norm = 0, l2sq = 0;
   std::lock_guard<std::mutex> lk(mu_);
@@ -207,9 +207,25 @@ std::vector<std::string> Worker::Gather(int head, int group) {
     std::lock_guard<std::mutex> lk(mu_);
     answers_.clear();
   }
-  report_.Wait(report_.Request(head, "", group));
+  AskLive(head, "", group);
   std::lock_guard<std::mutex> lk(mu_);
   return answers_;
+}
+
+void Worker::AskLive(int head, const std::string& body, int group) {
+  // Under replication a dead server's ranges live on: ask the nodes that are alive, and do
+  // without the answer of one that dies meanwhile.
+  ps::Postoffice* po = ps::Postoffice::Get();
+  const bool replicated = po->replication() > 1;
+  std::vector<std::pair<int, int>> asked;  // node id, timestamp
+  for (int id : po->GetNodeIDs(group)) {
+    if (replicated && !po->van()->NodeStatus(id).ok()) continue;
+    asked.emplace_back(id, report_.Request(head, body, id));
+  }
+  for (const auto& a : asked) {
+    ps::Status s = report_.TryWait(a.second);
+    if (!s.ok() && !(replicated && !po->van()->NodeStatus(a.first).ok())) Fail(s.message());
+  }
 }
 
 std::vector<std::pair<uint64_t, float>> Worker::ServerWeights() {

@@ -77,6 +77,9 @@ class Worker {
   void Finish();
   // The bodies of the answers to a report-app request "head" sent to "group".
   std::vector<std::string> Gather(int head, int group);
+  // Sends request "head" with "body" to every live node of "group" and waits for them; the
+  // answers land in answers_.
+  void AskLive(int head, const std::string& body, int group);
   std::vector<std::pair<uint64_t, float>> ServerWeights();
   // ", test_accuracy..." of the model on the servers, for the whole --test file.
   std::string TestMetrics();

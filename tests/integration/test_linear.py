@@ -11,11 +11,13 @@ in the same run.
 """
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import unittest
 
-from jobs import BUILD_DIR, LAUNCH, ROOT, run_launched
+from jobs import BUILD_DIR, LAUNCH, ROOT, free_port, run_launched
 from jobs import worker_summary as summary
 
 LINEAR = os.path.join(BUILD_DIR, "demo", "linear")
@@ -219,6 +221,64 @@ class GeneratedDataTest(unittest.TestCase):
             self.assertEqual(s["test_rows"], 2)
             # Every weight is 0: each probability is 0.5, the log loss log 2.
             self.assertAlmostEqual(s["test_logloss"], 0.693147, places=5)
+
+
+def pids_of(role, port):
+    """Processes of this machine that are the "role" node of the job at scheduler port "port"."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        except OSError:
+            continue
+        if env.get(b"DMLC_ROLE") == role.encode() and \
+                env.get(b"DMLC_PS_ROOT_PORT") == str(port).encode():
+            found.append(int(pid))
+    return found
+
+
+class ReplicatedDemoTest(unittest.TestCase):
+    def run_killing_a_server(self, servers, workers, kill_at, *args):
+        """Runs the demo with PS_REPLICATION=2 through the launcher; once worker 0 printed
+        iteration "kill_at", a server is killed with SIGKILL. Returns (exit code, output)."""
+        port = free_port()
+        cmd = [sys.executable, LAUNCH, "-s", str(servers), "-n", str(workers), "--timeout", "120",
+               "--scheduler-port", str(port), "--env", "PS_REPLICATION=2",
+               "--env", "PS_HEARTBEAT_INTERVAL=0.2", "--env", "PS_HEARTBEAT_TIMEOUT=2",
+               "--", LINEAR, *args]
+        lines, killed = [], None
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as p:
+            for line in p.stdout:
+                lines.append(line)
+                f = line.split("] ", 1)[1].split() if line.startswith("[worker 0] ") else []
+                if killed is None and kill_at is not None and f and f[0] == str(kill_at):
+                    victims = pids_of("server", port)
+                    self.assertEqual(len(victims), servers, "".join(lines))
+                    killed = victims[1]
+                    os.kill(killed, signal.SIGKILL)
+            p.wait(timeout=30)
+        if kill_at is not None:
+            self.assertIsNotNone(killed, "".join(lines))
+        return p.returncode, "".join(lines)
+
+    def test_bcd_with_a_server_killed_mid_training_ends_as_without(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            train, test = gen_data(tmp, "--rows=20000", "--features=5000", "--seed=11",
+                                   "--test-rows=5000")
+            args = (f"--data={train}", f"--test={test}", "--l1=2")
+            code, out = self.run_killing_a_server(3, 2, None, *args)
+            self.assertEqual(code, 0, out)
+            whole = summary(out)
+            code, out = self.run_killing_a_server(3, 2, 4, *args)
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, r"launch.py: server \d was killed by SIGKILL; the job goes on")
+            cut = summary(out)
+            self.assertLess(abs(cut["objective"] - whole["objective"]) / whole["objective"],
+                            0.001, (cut, whole))
+            self.assertEqual(cut["iterations"], whole["iterations"], (cut, whole))
+            self.assertEqual(cut["test_rows"], 5000)
 
 
 class BadInputTest(unittest.TestCase):
