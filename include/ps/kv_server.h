@@ -108,10 +108,12 @@ class KVServer : public SimpleApp {
   // For a handle in updates mode: sends "update" (what the handle applied to key range
   // "slice", with "cmd" for its own use) to the range's replicas; the answers to the pushes
   // "covered" wait until they hold it. Call it before answering them. Without replication,
-  // or for a request not for a key range (slice < 0), it does nothing.
+  // for a request not for a key range (slice < 0), or for a handle replicated by replay (set
+  // through a type without ReplicaUpdate), it does nothing.
   void Replicate(int slice, int cmd, const KVPairs<Val>& update,
                  const std::vector<KVMeta>& covered) {
-    if (!replica_ || slice < 0) return;
+    // A handle that is not in updates mode (wrapped in a lambda, say) is replicated by replay.
+    if (!replica_ || slice < 0 || !updates_) return;
     Message msg;
     msg.meta.app_id = app_id_;
     msg.meta.customer_id = app_id_;

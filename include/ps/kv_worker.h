@@ -19,6 +19,7 @@
 #define PS_KV_WORKER_H_
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -263,6 +264,7 @@ class KVWorker : public SimpleApp {
     std::mutex mu;
     std::vector<int> target;
     std::vector<bool> answered;
+    std::vector<bool> resent;  // by a failover not recovered from yet
   };
 
   // Validates, slices and sends one request; "vals" null for a pull, "outs" null for a push.
@@ -315,6 +317,7 @@ class KVWorker : public SimpleApp {
     if (replicated_) {
       p.target.assign(sliced.size(), 0);
       p.answered.assign(sliced.size(), false);
+      p.resent.assign(sliced.size(), false);
     }
     std::vector<int> recvers;
     std::vector<std::pair<Key, int>> first_keys;
@@ -437,13 +440,29 @@ class KVWorker : public SimpleApp {
       for (size_t i = 0; i < req->target.size(); ++i) {
         if (req->target[i] == dead && !req->answered[i]) {
           SendSliceLocked(req.get(), i);
-          ++resent;
+          if (!req->resent[i]) ++resent;
+          req->resent[i] = true;
         }
       }
     }
     if (postoffice_->verbose() >= 1) {
       LOG(INFO) << "KVWorker app " << app_id_ << ": node " << dead << " failed over; resent "
                 << resent << " unanswered request slices to the new primaries";
+    }
+    std::lock_guard<std::mutex> lk(failover_mu_);
+    if (failover_outstanding_ == 0) failover_start_ = std::chrono::steady_clock::now();
+    failover_outstanding_ += static_cast<int>(resent);
+    if (failover_outstanding_ == 0) Recovered();
+  }
+
+  // Every slice the failovers resent is answered. REQUIRES: failover_mu_ held.
+  void Recovered() {
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - failover_start_).count();
+    if (Van* van = postoffice_->van()) van->NoteRecovery(s);
+    if (postoffice_->verbose() >= 1) {
+      LOG(INFO) << "KVWorker app " << app_id_ << ": failover recovered from in " << s
+                << " s: the new primaries answered every request the dead server held";
     }
   }
 
@@ -635,8 +654,17 @@ class KVWorker : public SimpleApp {
     const size_t rank = replicated_ ? static_cast<size_t>(std::max(msg.meta.slice, 0))
                                     : static_cast<size_t>(Postoffice::IDtoRank(msg.meta.sender));
     if (replicated_ && rank < p.answered.size()) {
-      std::lock_guard<std::mutex> lk(p.mu);
-      p.answered[rank] = true;
+      bool was_resent;
+      {
+        std::lock_guard<std::mutex> lk(p.mu);
+        p.answered[rank] = true;
+        was_resent = p.resent[rank];
+        p.resent[rank] = false;
+      }
+      if (was_resent) {
+        std::lock_guard<std::mutex> lk(failover_mu_);
+        if (--failover_outstanding_ == 0) Recovered();
+      }
     }
     if (!bad.ok() && p.error.ok()) p.error = bad;
     if (p.pull && rank < p.got.size() && p.error.ok()) {
@@ -690,6 +718,12 @@ class KVWorker : public SimpleApp {
   std::shared_ptr<KeyFilter> key_filter_;  // likewise; null: every key is sent
 
   const bool replicated_;  // PS_REPLICATION >= 2; constant after construction
+
+  // Failovers being recovered from: slices resent and not answered yet. Protected by
+  // failover_mu_.
+  std::mutex failover_mu_;
+  int failover_outstanding_ = 0;
+  std::chrono::steady_clock::time_point failover_start_;
 };
 
 }  // namespace ps

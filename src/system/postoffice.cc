@@ -27,6 +27,13 @@ std::string TrafficSummary(const Van& van) {
                  std::string(DropReasonName(static_cast<DropReason>(r))) + " " + std::to_string(n);
   }
   if (!reasons.empty()) os << " (" << reasons << ")";
+  if (van.failovers() > 0) os << "; " << van.failovers() << " failovers";
+  Van::Recoveries rec = van.recoveries();
+  if (rec.count > 0) {
+    os.precision(3);
+    os << "; " << rec.count << " failovers recovered from, in " << rec.total_seconds
+       << " s in all (the longest " << rec.max_seconds << " s)";
+  }
   return os.str();
 }
 

@@ -714,7 +714,8 @@ void Van::MarkDead(int id, const Status& why) {
     Control notice;
     notice.cmd = Control::NODE_FAILED;
     notice.failed_node = id;
-    notice.reason = why.message();
+    // A lost key range is what the nodes must hear about, whatever fails first there.
+    notice.reason = (lost.ok() ? why : lost).message();
     if (covered) notice.epoch = epoch_.load();
     SendToLiveNodes(notice);
   }
@@ -780,6 +781,18 @@ void Van::Fence(int id) {
                  " answers for its key range since epoch " + std::to_string(chains_.epoch());
   }
   SendControl(id, bye, false);
+}
+
+void Van::NoteRecovery(double seconds) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++recoveries_.count;
+  recoveries_.total_seconds += seconds;
+  recoveries_.max_seconds = std::max(recoveries_.max_seconds, seconds);
+}
+
+Van::Recoveries Van::recoveries() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return recoveries_;
 }
 
 ServerChains Van::chains() const {

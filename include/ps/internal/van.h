@@ -160,8 +160,16 @@ class Van {
   int epoch() const { return epoch_.load(); }
   // Blocks until this node applied configuration "epoch", up to "seconds"; false on timeout.
   bool WaitForEpoch(int epoch, double seconds);
-  // Failovers so far and the seconds they took (from the death to the new configuration).
+  // Failovers the scheduler published so far.
   int failovers() const { return failovers_.load(); }
+  // Failovers the apps of this node recovered from, and how long they took (from the new
+  // configuration to the last request the dead server held answered elsewhere).
+  struct Recoveries {
+    int count = 0;
+    double total_seconds = 0, max_seconds = 0;
+  };
+  void NoteRecovery(double seconds);
+  Recoveries recoveries() const;
   bool ready() const { return ready_.load(); }
 
   uint64_t dropped(DropReason r) const { return dropped_[static_cast<int>(r)].load(); }
@@ -250,8 +258,9 @@ class Van {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   Node my_node_;
-  std::map<int, Node> nodes_;                // id -> node, once ready
-  std::unordered_map<int, Status> dead_;     // id -> why
+  std::map<int, Node> nodes_;             // id -> node, once ready
+  std::unordered_map<int, Status> dead_;  // id -> why
+  Recoveries recoveries_;
   ServerChains chains_;                      // server replication's configuration
   std::map<int, Clock::time_point> fenced_;  // replaced server -> when last told to exit
   Status fatal_;
