@@ -766,7 +766,7 @@ bool Van::FailOver(int id, const Status& why, Status* lost) {
 void Van::Fence(int id) {
   auto now = Clock::now();
   auto it = fenced_.find(id);
-  if (it != fenced_.end() && now - it->second < std::chrono::seconds(1)) return;
+  if (it != fenced_.end() && now - it->second < std::chrono::milliseconds(200)) return;
   fenced_[id] = now;
   Control bye;
   bye.cmd = Control::TERMINATE;
@@ -816,7 +816,7 @@ void Van::EndJob(const Status& why, int failed_node) {
     bye.reason = why.message();
     SendToLiveNodes(bye);
   }
-  if (failed_node == 0 || failed_node == kScheduler) {
+  if (failed_node == 0 || failed_node == kScheduler || failed_node == my_id_.load()) {
     // Nothing can work any more. For another node's death, only what needs it fails (it is
     // marked dead): the handler decides whether this node goes on.
     std::lock_guard<std::mutex> lk(mu_);

@@ -69,6 +69,9 @@ class FaultInjectingTransport : public Transport {
 
   // Messages from and to node "id" vanish from now on (0: none): to the others it hangs.
   void CutOff(int id) { cut_ = id; }
+  // With "on", every message from and to every peer vanishes: the node is cut off from the
+  // network (until Isolate(false)).
+  void Isolate(bool on) { isolated_ = on; }
   // Sends to node "id" fail from now on (0: none).
   void FailSendsTo(int id) { fail_sends_to_ = id; }
   // Changes the shares of faults while the job runs.
@@ -94,7 +97,7 @@ class FaultInjectingTransport : public Transport {
       ++counts_.failed_sends;
       return Status::IOError("injected send failure");
     }
-    if (id != 0 && id == cut_.load()) {
+    if ((id != 0 && id == cut_.load()) || isolated_.load()) {
       std::lock_guard<std::mutex> lk(mu_);
       ++counts_.cut;
       return Status::OK();  // gone without a trace, as into a hung peer
@@ -148,7 +151,7 @@ class FaultInjectingTransport : public Transport {
     Meta meta;
     bool parsed = !got.empty() && DecodeMeta(got[0].data(), got[0].size(), &meta).ok();
     std::lock_guard<std::mutex> lk(mu_);
-    if (parsed && meta.sender != 0 && meta.sender == cut_.load()) {
+    if ((parsed && meta.sender != 0 && meta.sender == cut_.load()) || isolated_.load()) {
       ++counts_.cut;
       return false;
     }
@@ -191,6 +194,7 @@ class FaultInjectingTransport : public Transport {
   const std::unique_ptr<Transport> inner_;
   std::atomic<int> cut_{0};
   std::atomic<int> fail_sends_to_{0};
+  std::atomic<bool> isolated_{false};
 
   // Protected by mu_.
   mutable std::mutex mu_;

@@ -56,7 +56,7 @@ inline Env NodeEnv(const std::string& role, int port, int num_servers, int num_w
 class LocalJob {
  public:
   LocalJob(int num_servers, int num_workers, const Env& extra = {})
-      : port_(FreePort()), num_servers_(num_servers), num_workers_(num_workers) {
+      : port_(FreePort()), num_servers_(num_servers), num_workers_(num_workers), extra_(extra) {
     Add("scheduler", extra);
     for (int i = 0; i < num_servers; ++i) Add("server", extra);
     for (int i = 0; i < num_workers; ++i) Add("worker", extra);
@@ -76,6 +76,12 @@ class LocalJob {
   }
 
   Postoffice* node(size_t i) { return nodes_[i].get(); }
+  // Gives node "i" its own variables on top of the job's. REQUIRES: before Run.
+  void Configure(size_t i, const Env& extra) {
+    Env env = extra_;
+    for (const auto& kv : extra) env[kv.first] = kv.second;
+    nodes_[i].reset(new Postoffice(NodeEnv(roles_[i], port_, num_servers_, num_workers_, env)));
+  }
   // Destroys node "i" at once, without Finalize: as if its process died.
   void Kill(size_t i) { nodes_[i].reset(); }
   int port() const { return port_; }
@@ -90,6 +96,7 @@ class LocalJob {
   int port_;
   int num_servers_;
   int num_workers_;
+  Env extra_;
   std::vector<std::unique_ptr<Postoffice>> nodes_;
   std::vector<std::string> roles_;
 };

@@ -213,7 +213,7 @@ class Van {
   // without it and returns true, or returns false when that loses a key range (*lost says
   // which). REQUIRES: the receiving thread.
   bool FailOver(int id, const Status& why, Status* lost);
-  // Tells replaced server "id" to exit (at most once a second): it was declared dead.
+  // Tells replaced server "id" to exit (at most five times a second): it was declared dead.
   void Fence(int id);
   void SendControl(int recver, Control control, bool request, int customer_id = 0);
   // Sends "control" to every node of the job that is not dead, the scheduler excepted.
