@@ -40,7 +40,8 @@ LIB_OBJS := $(LIB_SRCS:%.cc=$(OBJ)/%.o) $(OBJ)/gen/meta.pb.o
 # ---- tests ----------------------------------------------------------------------------------
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/*_test.cc))
 INTEG_SRCS := $(sort $(wildcard tests/integration/*_test.cc))
-PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
+# tests/cluster/*.cc: programs the simulated cluster's tests run across its hosts.
+PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc tests/cluster/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
 BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
