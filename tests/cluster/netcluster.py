@@ -404,6 +404,21 @@ class Cluster:
         full = dict(os.environ, **self.env(), **(env or {}))
         return subprocess.run(self.command(i, argv), env=full, timeout=timeout, **kwargs)
 
+    def processes(self, i: int) -> List[int]:
+        """The processes running on host i, but for its sshd."""
+        out = subprocess.run(["ip", "netns", "pids", self.namespace(i)], capture_output=True,
+                             text=True, timeout=30).stdout
+        sshd = {p.pid for p in self._sshd}
+        return [pid for pid in map(int, out.split()) if pid not in sshd and _alive(pid)]
+
+    def kill_processes(self, i: int) -> None:
+        """Kills what runs on host i, but for its sshd."""
+        for pid in self.processes(i):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
     # -- faults -------------------------------------------------------------------------------
 
     def link_down(self, i: int, seconds: Optional[float] = None) -> None:
