@@ -130,6 +130,10 @@ bench: $(BENCH_BINS) $(DEMO_BINS) $(TOOL_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; \
 	  case $$(basename $$b) in lr_consistency|ssp_staleness|consistency_bench) \
 	    $(PLOT) $$(basename $$b) $$b.jsonl $$b.png || exit 1;; esac; done
+	@echo "== bench/cluster_lr.py"; mkdir -p $(BUILD)/bench
+	@bash -o pipefail -c 'python3 bench/cluster_lr.py --build-dir $(BUILD) | tee $(BUILD)/bench/cluster_lr.jsonl'
+	@if grep -q '"trace"' $(BUILD)/bench/cluster_lr.jsonl; then \
+	  $(PLOT) cluster_lr $(BUILD)/bench/cluster_lr.jsonl $(BUILD)/bench/cluster_lr.png; fi
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \
