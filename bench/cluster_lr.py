@@ -15,8 +15,11 @@ both directions. For each consistency model, without and with a straggler (worke
 within 1% of the best final objective of all runs (from --trace=on), and where each worker's
 training time went (the demo's "worker_times": computing, waiting for answers, held back by
 the model, waiting for the other workers at the end of an iteration), as shares of its time.
-Then sequential again with PS_FILTERS=key_cache,fixed:8,zstd, with --kkt=off, and both: the
-bytes on the wire and the seconds, next to sequential with neither from the same round.
+Then sequential again with PS_FILTERS=key_cache,fixed:8,zstd (and the lossless
+key_cache,zstd), with --kkt=off, and both: the bytes on the wire and the seconds, next to
+sequential with neither from the same round. Wire bytes are what the links' htb classes
+counted (TCP/IP headers included); "server link busy" is the busier server link's bytes in
+each direction over what its rate could carry in the run's seconds.
 
 Runs are interleaved: each round runs every case once; with --repeats N each figure is the
 median of N rounds, with the spread (lowest to highest). One JSON line per run, then
@@ -70,6 +73,7 @@ def run_case(cluster, args, build, data, model, straggler_ms, kkt="on", filters=
             f"--consistency={model}", f"--kkt={kkt}", f"--max-iter={args.max_iter}"]
     if straggler_ms:
         demo.append(f"--straggler=1:{straggler_ms}")
+    before = [cluster.link_bytes(i) for i in range(cluster.size)]
     p = cluster.run(0, [sys.executable, str(REPO / "tracker" / "launch.py"), *job, "--",
                         *demo], cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
                     text=True, timeout=RUN_SECONDS + 60)
@@ -90,6 +94,14 @@ def run_case(cluster, args, build, data, model, straggler_ms, kkt="on", filters=
         raise SystemExit(f"cluster_lr: error: {model}: no summary or worker times:\n"
                          + p.stdout[-3000:])
     summary["worker_times"] = [times[r] for r in sorted(times)]
+    after = [cluster.link_bytes(i) for i in range(cluster.size)]
+    delta = [{k: a[k] - b[k] for k in a} for a, b in zip(after, before)]
+    summary["wire_bytes"] = sum(d["out"] for d in delta)
+    # How busy the servers' links were over the run, in each direction: the busier server's.
+    capacity = netcluster.rate_bytes_per_second(args.rate) * summary["seconds"]
+    servers = delta[1:1 + args.servers]
+    summary["server_link_in"] = max(d["in"] for d in servers) / capacity
+    summary["server_link_out"] = max(d["out"] for d in servers) / capacity
     return summary
 
 
@@ -161,6 +173,7 @@ def main(argv):
     models = args.models.split(",")
     cases = [(m, s, "on", "") for s in (0, args.straggler_ms) for m in models]
     extra = [] if args.no_filters else [("sequential", 0, "on", FILTERS),
+                                        ("sequential", 0, "on", "key_cache,zstd"),
                                         ("sequential", 0, "off", ""),
                                         ("sequential", 0, "off", FILTERS)]
     runs = {}
@@ -183,7 +196,10 @@ def main(argv):
                    "workers": args.workers, "best": best,
                    "to_target": to_target(r["trace"], best), "seconds": r["seconds"],
                    "iterations": r["iterations"], "objective": r["objective"],
-                   "bytes_sent": r["bytes_sent"], "shares": shares(r["worker_times"]),
+                   "bytes_sent": r["bytes_sent"], "wire_bytes": r["wire_bytes"],
+                   "server_link_in": r["server_link_in"],
+                   "server_link_out": r["server_link_out"],
+                   "shares": shares(r["worker_times"]),
                    "trace": r["trace"] if not filters and kkt == "on" else None}
             if row["trace"] is None:
                 del row["trace"]  # the plot shows the models, not these
@@ -194,8 +210,8 @@ def main(argv):
           f"objective {best:.1f}; median of {args.repeats} round(s) (spread)\n")
     print("| model | straggler | seconds to 1% of best | iterations | seconds | computing | "
           "waiting for answers | held back by the model | iteration sync | straggler: "
-          "computing / waiting / held / sync |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "computing / waiting / held / sync | server link busy, in / out |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         model, straggler = case[0], case[1]
         results = runs[case]
@@ -209,7 +225,9 @@ def main(argv):
               f"{fmt(*median_spread([r['iterations'] for r in results]), digits=0)} | "
               f"{fmt(*median_spread([r['seconds'] for r in results]))} | "
               f"{pct(mean['compute'])} | {pct(mean['wait'])} | {pct(mean['held'])} | "
-              f"{pct(mean['sync'])} | {' / '.join(pct(slow_mean[k]) for k in slow_mean)} |")
+              f"{pct(mean['sync'])} | {' / '.join(pct(slow_mean[k]) for k in slow_mean)} | "
+              f"{pct(statistics.median(r['server_link_in'] for r in results))} / "
+              f"{pct(statistics.median(r['server_link_out'] for r in results))} |")
     if not extra:
         return 0
     base = runs[("sequential", 0, "on", "")]
@@ -218,10 +236,10 @@ def main(argv):
     print("|---|---|---|---|---|---|---|---|")
     for case in [("sequential", 0, "on", "")] + extra:
         results = runs[case]
-        bytes_ratio = [r["bytes_sent"] / b["bytes_sent"] for r, b in zip(results, base)]
+        bytes_ratio = [r["wire_bytes"] / b["wire_bytes"] for r, b in zip(results, base)]
         time_ratio = [r["seconds"] / b["seconds"] for r, b in zip(results, base)]
         print(f"| {case[2]} | {case[3] or 'none'} | "
-              f"{statistics.median(r['bytes_sent'] for r in results):,.0f} | "
+              f"{statistics.median(r['wire_bytes'] for r in results):,.0f} | "
               f"{fmt(*median_spread(bytes_ratio), digits=3)} | "
               f"{fmt(*median_spread([r['seconds'] for r in results]))} | "
               f"{fmt(*median_spread(time_ratio))} | "

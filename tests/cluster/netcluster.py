@@ -60,6 +60,7 @@ PREFIX = "ncl"
 SSHD_SECONDS = 20          # deadline for every sshd to listen (a loaded machine is slow)
 STOP_SECONDS = 3           # from SIGTERM to SIGKILL for what runs in a host at the end
 RATE = re.compile(r"[0-9]+(\.[0-9]+)?([kmg]?bit)")
+RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
 class ClusterError(Exception):
@@ -113,6 +114,11 @@ def check_rate(text: str) -> str:
         raise ClusterError(f"bad rate {text!r}: expected a number and kbit, mbit or gbit, "
                            "e.g. 100mbit")
     return text
+
+
+def rate_bytes_per_second(rate: str) -> float:
+    match = RATE.fullmatch(check_rate(rate))
+    return float(rate[:match.start(2)]) * RATE_UNITS[match[2]] / 8
 
 
 def remove_stale() -> None:
@@ -445,6 +451,19 @@ class Cluster:
         out = subprocess.run(["ip", "-n", self.switch, "-o", "link", "show", f"p{i}"],
                              capture_output=True, text=True, timeout=30).stdout
         return "state UP" in out or ",UP" in out.split(">")[0]
+
+    def link_bytes(self, i: int) -> Dict[str, int]:
+        """Bytes host i's link has carried so far, headers included, as its htb classes count
+        them: "out" (sent by host i) and "in" (sent to it by the switch)."""
+        counts = {}
+        for key, where, dev in (("out", self.namespace(i), "eth0"), ("in", self.switch, f"p{i}")):
+            out = subprocess.run(["tc", "-n", where, "-s", "class", "show", "dev", dev],
+                                 capture_output=True, text=True, timeout=30).stdout
+            match = re.search(r"Sent (\d+) bytes", out)
+            if not match:
+                raise ClusterError(f"no htb counters on {dev} of host {i}: {out.strip()}")
+            counts[key] = int(match[1])
+        return counts
 
     def set_rate(self, i: int, rate: str) -> None:
         """Changes host i's link rate, both directions, at once (a job may be running)."""

@@ -148,9 +148,17 @@ class ClusterToolTest(unittest.TestCase):
     def test_links_run_at_their_rate_and_the_rate_changes_while_running(self):
         links = host_links()
         with netcluster.Cluster(hosts=2, rate="40mbit", ssh=False) as c:
+            before = [c.link_bytes(i) for i in range(2)]
             mbit = measure_mbit(c, 2_500_000)  # 0.5 s at 40 Mbit/s
             self.assertGreater(mbit, 40 * 0.7)
             self.assertLess(mbit, 40 * 1.1)
+            # The links' counters saw the bytes, and their headers: host 0 sent them to the
+            # switch, which passed them on to host 1.
+            after = [c.link_bytes(i) for i in range(2)]
+            for sent in (after[0]["out"] - before[0]["out"], after[1]["in"] - before[1]["in"]):
+                self.assertGreater(sent, 2_500_000)
+                self.assertLess(sent, 2_500_000 * 1.1)
+            self.assertEqual(netcluster.rate_bytes_per_second("40mbit"), 5e6)
             c.set_rate(1, "10mbit")
             mbit = measure_mbit(c, 1_000_000)
             self.assertGreater(mbit, 10 * 0.7)
