@@ -69,7 +69,7 @@ def run_case(cluster, args, build, data, model, straggler_ms, kkt="on", filters=
            "-n", str(args.workers), "--timeout", str(RUN_SECONDS)]
     if filters:
         job += ["--env", f"PS_FILTERS={filters}"]
-    demo = [str(build / "demo" / "linear"), f"--data={data}", "--l1=2", "--trace=on",
+    demo = [str(build / "demo" / "linear"), f"--data={data}", "--l1=2", "--trace=on", "--times=on",
             f"--consistency={model}", f"--kkt={kkt}", f"--max-iter={args.max_iter}"]
     if straggler_ms:
         demo.append(f"--straggler=1:{straggler_ms}")

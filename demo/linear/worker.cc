@@ -163,7 +163,7 @@ void Worker::Finish() {
   PullAll();
   Totals t = Exchange(kFinalReport, 0, 0);
   const double seconds = Now() - start_;
-  if (timed_) {
+  if (timed_ && o_.times) {
     std::printf(
         "{\"worker_times\": {\"rank\": %d, \"train_seconds\": %.4f, \"compute\": %.4f, "
         "\"wait\": %.4f, \"held\": %.4f, \"sync\": %.4f}}\n",

@@ -77,7 +77,8 @@ class Worker {
   // (gradients, margins, --straggler's sleep), waiting for answers (the network and the
   // servers), held back by the consistency model (in the call that issues a request), and
   // waiting for the other workers at the end of each iteration (EndIteration). Algorithms that
-  // fill it in (bcd) set timed_; every worker then prints them as a "worker_times" JSON line.
+  // fill it in (bcd) set timed_; with --times=on every worker then prints them as a
+  // "worker_times" JSON line.
   struct Times {
     double compute = 0, wait = 0, held = 0, sync = 0;
   };
