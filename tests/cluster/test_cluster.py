@@ -372,7 +372,8 @@ class MultiHostTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 20)
         self.assertRegex(job.text, rf"worker \d \(node \d+ at {re.escape(c.address(4))}:\d+\) "
                          r"sent no heartbeat for [\d.]+ s")
-        self.assertRegex(job.text, r"launch.py: exit status \d+: (worker|server) \d exited")
+        self.assertRegex(job.text, r"launch.py: exit status \d+: (scheduler|worker \d|server \d) "
+                         r"exited")
 
 
 if __name__ == "__main__":
