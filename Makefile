@@ -40,7 +40,8 @@ LIB_OBJS := $(LIB_SRCS:%.cc=$(OBJ)/%.o) $(OBJ)/gen/meta.pb.o
 # ---- tests ----------------------------------------------------------------------------------
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/*_test.cc))
 INTEG_SRCS := $(sort $(wildcard tests/integration/*_test.cc))
-PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc)))
+# tests/cluster/*.cc: programs the simulated cluster's tests run across its hosts.
+PROG_SRCS := $(sort $(filter-out %_test.cc,$(wildcard tests/integration/*.cc tests/cluster/*.cc)))
 TEST_BINS := $(UNIT_SRCS:%.cc=$(BUILD)/%) $(INTEG_SRCS:%.cc=$(BUILD)/%)
 PROG_BINS := $(PROG_SRCS:%.cc=$(BUILD)/%)
 BENCH_BINS := $(patsubst %.cc,$(BUILD)/%,$(wildcard bench/*.cc))
@@ -129,6 +130,10 @@ bench: $(BENCH_BINS) $(DEMO_BINS) $(TOOL_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b | tee $$b.jsonl || exit 1; \
 	  case $$(basename $$b) in lr_consistency|ssp_staleness|consistency_bench) \
 	    $(PLOT) $$(basename $$b) $$b.jsonl $$b.png || exit 1;; esac; done
+	@echo "== bench/cluster_lr.py"; mkdir -p $(BUILD)/bench
+	@bash -o pipefail -c 'python3 bench/cluster_lr.py --build-dir $(BUILD) | tee $(BUILD)/bench/cluster_lr.jsonl'
+	@if grep -q '"trace"' $(BUILD)/bench/cluster_lr.jsonl; then \
+	  $(PLOT) cluster_lr $(BUILD)/bench/cluster_lr.jsonl $(BUILD)/bench/cluster_lr.png; fi
 
 lint: | $(DEPS_STAMP)
 	@files=$$(git ls-files '*.h' '*.cc'); \

@@ -6,6 +6,8 @@
 KIND and INPUT:
   lr_consistency     its JSON lines: objective against seconds, one line per consistency model
                      (with and without the straggler)
+  cluster_lr         bench/cluster_lr.py's JSON lines: the same on the simulated cluster (the
+                     first run of each model)
   ssp_staleness      its JSON lines: training RMSE against seconds, one line per staleness
                      (SSP and ESSP)
   consistency_bench  its JSON lines: requests per second per model, without and with a
@@ -63,7 +65,28 @@ def figure(title, xlabel, ylabel):
 
 
 def lr_consistency(path, ax_of):
-    rows = json_lines(path, "trace")
+    return _lr_plot(json_lines(path, "trace"), ax_of)
+
+
+def cluster_lr(path, ax_of):
+    """bench/cluster_lr.py's JSON lines: as lr_consistency, on the simulated cluster."""
+    rows = [r for r in json_lines(path, "trace") if r.get("trace")]
+    first = rows[0]
+
+    def titled(title, xlabel, ylabel):
+        return ax_of(f"logistic regression on {first['workers']} worker hosts, "
+                     f"{first['servers']} server host, {first['rate']} links", xlabel, ylabel)
+
+    seen = set()
+    unique = []
+    for r in rows:  # the first run of each case (later rounds repeat it)
+        if (r["model"], r["straggler_ms"]) not in seen:
+            seen.add((r["model"], r["straggler_ms"]))
+            unique.append(r)
+    return _lr_plot(unique, titled)
+
+
+def _lr_plot(rows, ax_of):
     fig, ax = ax_of("logistic regression by consistency model", "seconds", "objective")
     for r in rows:
         label = r["model"] + (f", straggler {r['straggler_ms']} ms" if r["straggler_ms"] else "")
@@ -106,7 +129,8 @@ def demo(path, ax_of):
     return fig, ax
 
 
-KINDS = {"lr_consistency": lr_consistency, "ssp_staleness": ssp_staleness,
+KINDS = {"lr_consistency": lr_consistency, "cluster_lr": cluster_lr,
+         "ssp_staleness": ssp_staleness,
          "consistency_bench": consistency_bench, "demo": demo}
 
 

@@ -16,6 +16,7 @@ packages=(
   clang-format                        # make lint
   openmpi-bin                         # launcher: mpi mode
   openssh-server openssh-client       # launcher: ssh mode
+  iproute2                            # tests/cluster: network namespaces, veth, htb
   python3-dev pybind11-dev python3-pybind11 python3-numpy  # src/python: the slackline module
   slurm-wlm slurmctld slurmd munge    # launcher: slurm mode (tests run a one-host Slurm)
   prometheus-cpp-dev                  # metrics: Prometheus registry and pull exposer

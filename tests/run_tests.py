@@ -4,7 +4,8 @@
 its own before it.
 
 GoogleTest binaries under BUILD/tests/{unit,integration} and the Python unittest suites
-(tests/integration/test_*.py, tracker/tests/test_*.py) are run one suite at a time; the slackline
+(tests/integration/test_*.py, tracker/tests/test_*.py,
+tests/cluster/test_*.py) are run one suite at a time; the slackline
 module's suites (tests/python/test_*.py) run under the interpreter the module is built for
 (PS_PYTHON, set by make test; Debian's /usr/bin/python3 by default). Exits 1 if any test failed
 or a suite did not finish; skipped tests do not fail the run.
@@ -91,7 +92,7 @@ def main():
                 path = os.path.join(dirpath, f)
                 if f.endswith("_test") and os.access(path, os.X_OK):
                     suites.append((os.path.relpath(path, build), "gtest", path))
-    for folder in ("tests/integration", "tracker/tests"):
+    for folder in ("tests/integration", "tracker/tests", "tests/cluster"):
         if os.path.isdir(os.path.join(ROOT, folder)):
             suites.append((folder + "/test_*.py", "python", os.path.join(ROOT, folder)))
     module_python = os.environ.get("PS_PYTHON", "/usr/bin/python3")

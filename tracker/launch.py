@@ -9,7 +9,8 @@ it its role:
     DMLC_NUM_WORKER    W
     DMLC_PS_ROOT_URI   the scheduler's address (--scheduler-host)
     DMLC_PS_ROOT_PORT  the scheduler's port (--scheduler-port)
-    DMLC_NODE_HOST     ssh launcher only: the host the node runs on
+    DMLC_NODE_HOST     ssh launcher only: the host the node runs on (its hostfile name)
+    DMLC_INTERFACE     instead, for the hosts of a hostfile with interface=NAME (ssh, mpi)
     DMLC_TASK_ID       the node's place in the job: scheduler 0, servers 1..S, then workers
                        (under --launcher mpi, its MPI rank; under slurm, its SLURM_PROCID)
     DMLC_JOB_CLUSTER   local, ssh, mpi or slurm, as dmlc-core's tracker sets it
@@ -41,8 +42,11 @@ Launchers:
          same paths on every node. srun passes the environment on and stops the tasks itself
          (SIGTERM, then SIGKILL after the cluster's KillWait); --srun-arg adds options.
 
-Hostfile: one host per line, `host[:port] [slots=N]`; `#` starts a comment. The port is the
-ssh port (ssh launcher only).
+Hostfile: one host per line, `host[:port] [slots=N] [interface=NAME]`; `#` starts a comment.
+The port is the ssh port (ssh launcher only). A node advertises the address the other nodes
+reach it at: over ssh its host's name as the hostfile gives it (DMLC_NODE_HOST); with
+interface=NAME, that interface's address instead (DMLC_INTERFACE), under ssh and mpi alike.
+Without either (mpi), a node takes its address on the route to the scheduler.
 
 Output: every line a node prints is printed with its node's name in front, `[scheduler]`,
 `[server 0]`, `[worker 1]`, on stdout or stderr as the node wrote it; with --log-dir, also
@@ -89,7 +93,7 @@ DRAIN_SECONDS = 1  # see drain()
 # Variables the launcher computes; --env may not set them.
 JOB_VARIABLES = ("DMLC_ROLE", "DMLC_NUM_SERVER", "DMLC_NUM_WORKER", "DMLC_PS_ROOT_URI",
                  "DMLC_PS_ROOT_PORT", "DMLC_NODE_HOST", "DMLC_TASK_ID", "DMLC_JOB_CLUSTER",
-                 "PS_REPORT_RANK")
+                 "PS_REPORT_RANK", "PS_LAUNCH_INTERFACES")
 
 # --mpi-node reports its node's failure to the launcher on the output stream mpirun
 # forwards, as "[worker 1] @@launch.py-exit 139 was killed by SIGSEGV".
@@ -157,10 +161,11 @@ class Host:
     name: str
     port: Optional[int] = None  # ssh port; None for ssh's default
     slots: int = 1
+    interface: Optional[str] = None  # nodes there take their address from it (DMLC_INTERFACE)
 
 
 def parse_hostfile(path: str) -> List[Host]:
-    """Reads lines of `host[:port] [slots=N]`; `#` starts a comment."""
+    """Reads lines of `host[:port] [slots=N] [interface=NAME]`; `#` starts a comment."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -171,12 +176,16 @@ def parse_hostfile(path: str) -> List[Host]:
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        match = re.fullmatch(r"([^\s:=]+)(?::(\d+))?(?:\s+slots=(\d+))?", text)
-        if not match or (match[2] and not 0 < int(match[2]) < 65536) or match[3] == "0":
+        match = re.fullmatch(r"([^\s:=]+)(?::(\d+))?((?:\s+\w+=\S*)*)", text)
+        options = dict(o.split("=", 1) for o in match[3].split()) if match else {}
+        if (not match or (match[2] and not 0 < int(match[2]) < 65536)
+                or set(options) - {"slots", "interface"} or len(options) < len(match[3].split())
+                or not re.fullmatch(r"[1-9][0-9]*", options.get("slots", "1"))
+                or not re.fullmatch(r"[\w.:@-]{1,15}", options.get("interface", "lo"))):
             raise UsageError(f"{path}:{number}: bad line {text!r}: expected host[:port] "
-                             "[slots=N], e.g. node1:2222 slots=2")
+                             "[slots=N] [interface=NAME], e.g. node1:2222 slots=2")
         hosts.append(Host(match[1], int(match[2]) if match[2] else None,
-                          int(match[3]) if match[3] else 1))
+                          int(options.get("slots", 1)), options.get("interface")))
     if not hosts:
         raise UsageError(f"hostfile {path} lists no hosts")
     return hosts
@@ -537,7 +546,8 @@ def plan_ssh(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
     for option in args.ssh_option:
         ssh += ["-o", option]
     for node, host in spread(others, args.hosts):
-        env = dict(job_env, **node.env(), DMLC_NODE_HOST=host.name)
+        # A node advertises its host's name from the hostfile, or its interface's address.
+        env = dict(job_env, **node.env(), **host_address_env(host))
         script = REMOTE_SCRIPT.format(
             cwd=shlex.quote(os.getcwd()),
             exports=" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
@@ -547,6 +557,14 @@ def plan_ssh(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
         plan.node_envs.append((node.name, env))
         plan.launches.append(Launch(node.name, argv, {}, args.grace, keep_stdin=True))
     return plan
+
+
+def host_address_env(host: Host) -> Dict[str, str]:
+    """How a node on `host` learns the address it advertises: its interface= if the hostfile
+    names one, else the host's name there."""
+    if host.interface:
+        return {"DMLC_INTERFACE": host.interface}
+    return {"DMLC_NODE_HOST": host.name}
 
 
 def plan_mpi(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
@@ -559,6 +577,11 @@ def plan_mpi(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
         argv.append("--allow-run-as-root")
     if args.hosts:
         argv += ["--host", ",".join(f"{host.name}:{host.slots}" for host in args.hosts)]
+    interfaces = ",".join(f"{host.name}={host.interface}" for host in args.hosts
+                          if host.interface)
+    if interfaces:
+        # mpirun gives every rank the same variables: each --mpi-node finds its host.
+        job_env = dict(job_env, PS_LAUNCH_INTERFACES=interfaces)
     for name, value in job_env.items():
         argv += ["-x", f"{name}={value}"]
     argv += [sys.executable, os.path.abspath(__file__), "--mpi-node", "--"] + args.command
@@ -618,12 +641,17 @@ def run_mpi_node(command: List[str], starter: str = "mpi") -> int:
         raise UsageError(f"{program} started {size} tasks but the job has {len(nodes)} nodes "
                          f"(1 scheduler, {num_servers} servers, {num_workers} workers)")
     node = nodes[rank]
+    node_env = dict(os.environ, **node.env())
+    interface = local_interface(os.environ.pop("PS_LAUNCH_INTERFACES", ""))
+    node_env.pop("PS_LAUNCH_INTERFACES", None)
+    if interface:
+        node_env["DMLC_INTERFACE"] = interface
     console = Console(notes=False)
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signo, _frame: stopping.append(signo))
     try:
-        proc = subprocess.Popen(command, env=dict(os.environ, **node.env()),
+        proc = subprocess.Popen(command, env=node_env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
     except OSError as e:
@@ -633,8 +661,28 @@ def run_mpi_node(command: List[str], starter: str = "mpi") -> int:
         code, how = exit_status(proc.wait())
         drain(pumps)
     if code and not stopping:
-        console.write(node.name, EXIT_REPORT + f" {code} {how}".encode(), False)
+        # Under the name its lines carry by now: its rank's, once it reported it.
+        console.write(console.label(node.name), EXIT_REPORT + f" {code} {how}".encode(), False)
     return code
+
+
+def local_interface(interfaces: str) -> Optional[str]:
+    """The interface of the first `host=interface` entry of `interfaces` whose host is this
+    machine (one of its addresses can be bound), or None."""
+    for entry in filter(None, interfaces.split(",")):
+        host, _, interface = entry.rpartition("=")
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        for *_, address in infos:
+            with socket.socket() as s:
+                try:
+                    s.bind((address[0], 0))
+                    return interface
+                except OSError:
+                    pass
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

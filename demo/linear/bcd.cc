@@ -162,6 +162,7 @@ class BcdWorker : public Worker {
   bool kkt() const override { return o_.kkt; }
 
   void Train() override {
+    timed_ = true;
     kv()->Wait(kv()->ZPush(data_.keys, ps::SArray<float>(data_.keys.size(), 1), ps::SArray<int>(),
                            kRegister));
     MakeBlocks();
@@ -180,8 +181,11 @@ class BcdWorker : public Worker {
             f.reset();
           }
         }
+        const double compute_start = Now();
         ps::SArray<float> gu = BlockGradient(b);
         Straggle();
+        const double issue_start = Now();
+        times_.compute += issue_start - compute_start;
         auto f = std::make_unique<InFlight>();
         f->block = b;
         ps::TaskOptions opts;
@@ -190,6 +194,7 @@ class BcdWorker : public Worker {
         opts.callback = [raw] { raw->done.store(true); };
         // Held back here while the consistency model allows no more blocks in flight.
         f->ts = kv()->ZPushPull(blocks_[b].keys, gu, &f->w, opts);
+        times_.held += Now() - issue_start;
         if (!o_.kkt) kept_ += blocks_[b].keys.size();
         flying.push_back(std::move(f));
       }
@@ -299,7 +304,10 @@ class BcdWorker : public Worker {
 
   // Takes the answer of a block: new weights, so new margins.
   void Apply(InFlight* f) {
+    const double wait_start = Now();
     kv()->Wait(f->ts);
+    const double apply_start = Now();
+    times_.wait += apply_start - wait_start;
     const Block& block = blocks_[f->block];
     for (size_t j = 0; j < block.keys.size(); ++j) {
       const int32_t c = block.col[j];
@@ -312,6 +320,7 @@ class BcdWorker : public Worker {
       w_[c] = f->w[j];
     }
     if (o_.kkt) kkt_.SetWeights(block.keys, f->w);
+    times_.compute += Now() - apply_start;
   }
 
   ps::KKTFilter<float> kkt_;  // called by kv()'s key filter

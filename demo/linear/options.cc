@@ -53,7 +53,7 @@ const char* Usage() {
          "[--blocks=N] [--max-iter=N] [--epsilon=F] "
          "[--consistency=sequential|bounded:N|eventual] [--kkt=on|off] [--epochs=N] "
          "[--batch=N] [--alpha=F] [--beta=F] [--straggler=RANK:MS] [--model-out=FILE] "
-         "[--model-in=FILE --predict=FILE] [--trace=on|off] [--seed=N]";
+         "[--model-in=FILE --predict=FILE] [--trace=on|off] [--times=on|off] [--seed=N]";
 }
 
 ps::Status ParseOptions(int argc, char** argv, bool check_files, Options* o) {
@@ -112,6 +112,8 @@ ps::Status ParseOptions(int argc, char** argv, bool check_files, Options* o) {
       o->predict = v;
     } else if (k == "trace") {
       s = OnOff(k, v, &o->trace);
+    } else if (k == "times") {
+      s = OnOff(k, v, &o->times);
     } else if (k == "seed") {
       s = Number(k, v, 0, &x);
       o->seed = static_cast<unsigned>(x);

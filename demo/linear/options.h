@@ -35,6 +35,7 @@ struct Options {
   std::string model_in;   // --model-in: a model to predict with (with --predict)
   std::string predict;    // --predict: one probability per row of --test
   bool trace = false;     // --trace: the summary lists [seconds, objective] per iteration
+  bool times = false;     // --times: every worker prints where its time went (bcd)
   unsigned seed = 0;      // --seed: minibatch order of sgd
 };
 

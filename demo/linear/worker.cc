@@ -13,11 +13,6 @@
 namespace linear {
 namespace {
 
-double Now() {
-  using Seconds = std::chrono::duration<double>;
-  return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // log(1 + exp(z)) without overflow.
 double Softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
@@ -78,6 +73,7 @@ void Worker::Run() {
   w_.assign(data_.keys.size(), 0);
   start_ = Now();
   Train();
+  train_seconds_ = Now() - start_;
   Finish();
 }
 
@@ -137,8 +133,10 @@ Worker::Totals Worker::Exchange(int iter, uint64_t kept, uint64_t left) {
 }
 
 Worker::Totals Worker::EndIteration(int iter, uint64_t kept, uint64_t left) {
+  const double exchange_start = Now();
   Totals t = Exchange(iter, kept, left);
   const double seconds = Now() - start_;
+  times_.sync += Now() - exchange_start;
   t.change =
       iterations_ ? std::abs(last_objective_ - t.objective) / std::max(t.objective, 1e-300) : 1;
   if (rank_ == 0) {
@@ -165,6 +163,13 @@ void Worker::Finish() {
   PullAll();
   Totals t = Exchange(kFinalReport, 0, 0);
   const double seconds = Now() - start_;
+  if (timed_ && o_.times) {
+    std::printf(
+        "{\"worker_times\": {\"rank\": %d, \"train_seconds\": %.4f, \"compute\": %.4f, "
+        "\"wait\": %.4f, \"held\": %.4f, \"sync\": %.4f}}\n",
+        rank_, train_seconds_, times_.compute, times_.wait, times_.held, times_.sync);
+    std::fflush(stdout);
+  }
   if (rank_ != 0) return;
   std::ostringstream json;
   json.precision(10);

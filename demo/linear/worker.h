@@ -5,6 +5,7 @@
 #ifndef PS_DEMO_LINEAR_WORKER_H_
 #define PS_DEMO_LINEAR_WORKER_H_
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
@@ -19,6 +20,12 @@
 namespace linear {
 
 inline double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+// Seconds on a steady clock.
+inline double Now() {
+  using Seconds = std::chrono::duration<double>;
+  return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // A worker node's apps and its part of the training. Constructing it registers the apps; no
 // I/O. Used by the node's main thread; the report app's handlers run on their own thread.
@@ -66,7 +73,19 @@ class Worker {
   const int rank_;
   const int workers_;
 
+  // Where Train's time went, in seconds, as the paper decomposes a worker's time: computing
+  // (gradients, margins, --straggler's sleep), waiting for answers (the network and the
+  // servers), held back by the consistency model (in the call that issues a request), and
+  // waiting for the other workers at the end of each iteration (EndIteration). Algorithms that
+  // fill it in (bcd) set timed_; with --times=on every worker then prints them as a
+  // "worker_times" JSON line.
+  struct Times {
+    double compute = 0, wait = 0, held = 0, sync = 0;
+  };
+
   // Train's thread only.
+  Times times_;
+  bool timed_ = false;
   Dataset data_;
   std::vector<float> w_;        // by local column: the worker's copy of the weights
   std::vector<double> margin_;  // by row: w.x_i
@@ -89,7 +108,7 @@ class Worker {
   std::mutex mu_;
   std::vector<std::string> answers_;  // protected by mu_: bodies of report-app answers
 
-  double start_ = 0, load_seconds_ = 0;
+  double start_ = 0, load_seconds_ = 0, train_seconds_ = 0;
   int iterations_ = 0;
   double last_objective_ = 0;
   double all_kept_ = 0, all_left_ = 0;

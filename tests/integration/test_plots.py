@@ -73,6 +73,13 @@ class PlotTest(unittest.TestCase):
             {"bench": "lr_consistency", "model": s["consistency"], "straggler_ms": 0,
              "best": best, "trace": s["trace"]} for s in self.summaries])
 
+    def test_cluster_lr_one_line_per_model(self):
+        best = min(s["objective"] for s in self.summaries)
+        rows = [{"model": s["consistency"], "straggler_ms": 0, "best": best, "rate": "100mbit",
+                 "workers": 3, "servers": 1, "trace": s["trace"]} for s in self.summaries]
+        # Later rounds of the same case, and the filter runs (no trace), are left out.
+        self.plot("cluster_lr", rows + rows[:1] + [{"model": "sequential", "filters": "zstd"}])
+
     def test_ssp_staleness_rmse_against_time(self):
         lines = []
         for staleness in (0, 2):

@@ -176,6 +176,8 @@ class CommandLineTest(LaunchTestCase):
     def test_bad_input_is_a_one_line_error(self):
         hostfile = self.tmp / "hosts"
         hostfile.write_text("# our machines\nnode1:2222 slots=2\n\nnode2 slots=x\n")
+        bad_interface = self.tmp / "bad_interface"
+        bad_interface.write_text("node1 interface=a/b\n")
         job = ["-s", "1", "-n", "1"]
         cases = [
             (job, "missing command"),
@@ -196,6 +198,8 @@ class CommandLineTest(LaunchTestCase):
              f"{hostfile}:4: bad line 'node2 slots=x'"),
             (job + ["--launcher", "ssh", "-H", self.tmp / "none", "--", "true"],
              "cannot read hostfile"),
+            (job + ["--launcher", "ssh", "-H", bad_interface, "--", "true"],
+             f"{bad_interface}:1: bad line 'node1 interface=a/b'"),
             (job + ["--ssh-option", "IdentityFile=k", "--", "true"],
              "--ssh-option is for --launcher ssh"),
         ]
@@ -258,6 +262,22 @@ class DryRunTest(LaunchTestCase):
             self.assertTrue(run.startswith(f"ssh -o BatchMode=yes -o User=me {port}{host} "), run)
             self.assertIn(f"cd {REPO} ", run)
             self.assertIn(f"DMLC_NODE_HOST={host}; ", run)
+
+    def test_hostfile_interface_gives_the_nodes_there_dmlc_interface(self):
+        hostfile = self.tmp / "hosts"
+        hostfile.write_text("10.0.0.1 interface=eth1\n10.0.0.2\n")
+        entries = self.dry_run("-s", 1, "-n", 1, "--launcher", "ssh", "-H", hostfile,
+                               "--scheduler-host", "10.0.0.9", "--", "./job")
+        self.assertTrue(entries["server 0", "env"].endswith(" DMLC_INTERFACE=eth1"),
+                        entries["server 0", "env"])
+        self.assertNotIn("DMLC_NODE_HOST", entries["server 0", "env"])
+        self.assertTrue(entries["worker 0", "env"].endswith(" DMLC_NODE_HOST=10.0.0.2"))
+        # Under mpi every rank gets the list and takes its own host's entry.
+        run = self.dry_run("-s", 1, "-n", 1, "--launcher", "mpi", "-H", hostfile,
+                           "--", "./job")["mpirun", "run"]
+        self.assertIn(" -x PS_LAUNCH_INTERFACES=10.0.0.1=eth1 ", run)
+        self.assertEqual(launch.local_interface("10.0.0.1=eth1,127.0.0.1=lo"), "lo")
+        self.assertIsNone(launch.local_interface("10.0.0.1=eth1"))
 
     def test_mpi_runs_every_node_through_one_mpirun(self):
         entries = self.dry_run("-s", 1, "-n", 2, "--launcher", "mpi", "--", "./job")
