@@ -3,7 +3,9 @@
 // filters their meta names; responses go through the filters of PS_FILTERS or set_filters.
 //
 // Threads: the request handle runs on the server's customer thread, one request at a time, in
-// priority order; it may answer then (Response) or later, from any thread. Requests that arrive
+// priority order (small requests of a handle that never blocks may run on the node's receiving
+// thread instead, still one at a time: see set_request_handle); it may answer then (Response)
+// or later, from any thread. Requests that arrive
 // before the handle is set wait for it. All methods are thread-safe; none blocks, except that a
 // request waits up to 30 s for a handle to be set.
 #ifndef PS_KV_SERVER_H_
@@ -15,6 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "ps/base.h"
 #include "ps/filter.h"
@@ -36,7 +40,8 @@ class KVServer : public SimpleApp {
       : SimpleApp(app_id, postoffice),
         filters_(new FilterChain(postoffice_, "KVServer app " + std::to_string(app_id))) {
     obj_.reset(new Customer(
-        app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+        app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_,
+        [this](const Message& msg) { return MayRunHere(msg); }));
   }
 
   ~KVServer() override { obj_.reset(); }
@@ -50,6 +55,31 @@ class KVServer : public SimpleApp {
     request_handle_ = std::make_shared<ReqHandle>(request_handle);
     kv_cv_.notify_all();
   }
+
+  // The same for a handle that says whether it ever blocks. One that "never_blocks" (it
+  // returns soon, waits for nothing, takes no lock held for long) runs small requests (up to
+  // kRunHereMaxBytes of data, no filters) on the node's receiving thread when the server's own
+  // thread is idle, which saves a thread hand-off per request; larger ones, and every request
+  // of a handle that may block, run on the server's thread. A handle still runs one request
+  // at a time, in order. Handles with a never_blocks() method (KVServerDefaultHandle,
+  // KVServerSyncHandle) are set this way by the one-argument form.
+  void set_request_handle(const ReqHandle& request_handle, bool never_blocks) {
+    CHECK(request_handle) << "invalid request handle";
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    request_handle_ = std::make_shared<ReqHandle>(request_handle);
+    never_blocks_ = never_blocks;
+    kv_cv_.notify_all();
+  }
+  template <typename Handle,
+            typename = std::enable_if_t<!std::is_same<std::decay_t<Handle>, ReqHandle>::value &&
+                                        std::is_constructible<ReqHandle, Handle>::value>>
+  void set_request_handle(Handle&& request_handle) {
+    const bool never_blocks = NeverBlocks(request_handle, 0);
+    set_request_handle(ReqHandle(std::forward<Handle>(request_handle)), never_blocks);
+  }
+
+  // Requests with more data bytes than this run on the server's thread whatever the handle.
+  static constexpr size_t kRunHereMaxBytes = 64 << 10;
 
   // Answers request "req"; for a pull, "res" holds the values of the requested keys, in order
   // (res.keys is not sent: the worker has them), and res.lens if their lengths differ.
@@ -148,11 +178,32 @@ class KVServer : public SimpleApp {
     (*handle)(meta, data, this);
   }
 
+  template <typename Handle>
+  static auto NeverBlocks(const Handle& h, int) -> decltype(bool(h.never_blocks())) {
+    return h.never_blocks();
+  }
+  template <typename Handle>
+  static bool NeverBlocks(const Handle&, long) {
+    return false;
+  }
+
+  // Whether request "msg" may run on the receiving thread (Customer::RunHere).
+  bool MayRunHere(const Message& msg) {
+    if (msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    size_t bytes = 0;
+    for (const auto& d : msg.data) bytes += d.size();
+    if (bytes > kRunHereMaxBytes) return false;
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    return request_handle_ && never_blocks_;
+  }
+
   const std::unique_ptr<FilterChain> filters_;  // constant after construction; thread-safe
 
   std::mutex kv_mu_;
   std::condition_variable kv_cv_;
-  std::shared_ptr<ReqHandle> request_handle_;  // protected by kv_mu_
+  // Protected by kv_mu_.
+  std::shared_ptr<ReqHandle> request_handle_;
+  bool never_blocks_ = false;
 };
 
 }  // namespace ps
