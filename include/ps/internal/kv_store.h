@@ -33,8 +33,8 @@ template <typename Val>
 class KVStore {
  public:
   // Keys per leaf: a leaf that grows beyond kMaxLeaf is cut into leaves of about kLeaf keys.
-  static constexpr size_t kLeaf = 2048;
-  static constexpr size_t kMaxLeaf = 4096;
+  static constexpr size_t kLeaf = 1024;
+  static constexpr size_t kMaxLeaf = 2048;
 
   // Whether a push of "keys" (sorted, unique), with "vals" as "lens" say (empty: the same
   // number per key), fits: every key held already holds as many values as pushed.
@@ -79,6 +79,8 @@ class KVStore {
           const size_t count = leaf.offset(run.pos + run.m) - leaf.offset(run.pos);
           for (size_t j = 0; j < count; ++j) dst[j] += src[j];
         }
+      } else if (InsertInPlace(&leaf, runs, a, b, keys, vals, in)) {
+        firsts_[runs[a].leaf] = leaf.keys[0];
       } else {
         rebuilt.emplace_back(runs[a].leaf, Rebuild(leaf, runs, a, b, keys, vals, in));
       }
@@ -221,7 +223,8 @@ class KVStore {
   // Leaves, for tests and benchmarks.
   size_t num_leaves() const { return leaves_.size(); }
 
-  void Clear() {
+  // Drops every key.
+  void clear() {
     leaves_.clear();
     firsts_.clear();
     size_ = 0;
@@ -261,6 +264,7 @@ class KVStore {
       for (size_t i = 0; i < n; ++i) off_[i + 1] = off_[i] + static_cast<size_t>(lens[i]);
     }
     size_t at(size_t i) const { return off_.empty() ? i * per_key_ : off_[i]; }
+    bool uniform() const { return off_.empty(); }
     size_t len(size_t i) const { return off_.empty() ? per_key_ : off_[i + 1] - off_[i]; }
 
    private:
@@ -273,7 +277,11 @@ class KVStore {
     return n ? SArray<Val>(new Val[n], n, true) : SArray<Val>();
   }
   static void Copy(const Val* src, size_t n, Val* dst) {
-    if (n) std::memcpy(dst, src, n * sizeof(Val));
+    if (n <= 4) {
+      for (size_t j = 0; j < n; ++j) dst[j] = src[j];
+    } else {
+      std::memcpy(dst, src, n * sizeof(Val));
+    }
   }
 
   // The leaf whose range holds "key": the last one starting at or below it, else the first.
@@ -287,6 +295,10 @@ class KVStore {
   // The first position at or after "pos" whose key is not below "key" (exponential search,
   // since the next key of a sorted request is usually close).
   static size_t Gallop(const Key* k, size_t pos, size_t n, Key key) {
+    // Interleaved key lists put the next key a few positions on: look there first.
+    for (const size_t near = std::min(pos + 8, n); pos < near; ++pos) {
+      if (k[pos] >= key) return pos;
+    }
     if (pos >= n || k[pos] >= key) return pos;
     size_t lo = pos, step = 1;  // k[lo] < key
     while (lo + step < n && k[lo + step] < key) {
@@ -315,6 +327,7 @@ class KVStore {
   void Locate(const Key* k, size_t n, std::vector<Run>* runs) const {
     runs->clear();
     if (n == 0) return;
+    runs->reserve(std::min<size_t>(n, 1024));
     if (leaves_.empty()) {
       runs->push_back(Run{0, n, 0, 0, false});
       return;
@@ -325,7 +338,8 @@ class KVStore {
     for (size_t i = 0; i < n;) {
       const Key key = k[i];
       if (li + 1 < num_leaves && key >= firsts_[li + 1]) {
-        li = LeafFor(key, li + 1);
+        // Usually the next leaf; else search the rest.
+        li = li + 2 < num_leaves && key >= firsts_[li + 2] ? LeafFor(key, li + 2) : li + 1;
         pos = 0;
       }
       const Leaf& leaf = leaves_[li];
@@ -404,11 +418,39 @@ class KVStore {
       leaf.vals.insert(leaf.vals.end(), v, v + len);
       if (!leaf.offs.empty()) leaf.offs.push_back(static_cast<uint32_t>(leaf.vals.size()));
     }
+    // Adds "count" keys of "width" values each, back to back: in bulk where the leaf being
+    // built has that width too.
+    void AddRange(const Key* keys, const Val* vals, size_t count, size_t width) {
+      while (count > 0) {
+        size_t take = 0;
+        if (!out_->empty() && out_->back().keys.size() < per_leaf_ && out_->back().offs.empty() &&
+            out_->back().width == width) {
+          const Leaf& leaf = out_->back();
+          take = std::min(count, per_leaf_ - leaf.keys.size());
+          if (width) take = std::min(take, (kMaxLeafValues - leaf.vals.size()) / width);
+        }
+        if (take == 0) {
+          Add(keys[0], vals, width);  // starts a leaf, or takes the slow path
+          take = 1;
+        } else {
+          Leaf& leaf = out_->back();
+          leaf.keys.insert(leaf.keys.end(), keys, keys + take);
+          leaf.vals.insert(leaf.vals.end(), vals, vals + take * width);
+        }
+        keys += take;
+        vals += take * width;
+        count -= take;
+      }
+    }
     // Adds "len" values that are the sums of a and b.
     void AddSum(Key key, const Val* a, const Val* b, size_t len) {
       Add(key, a, len);
-      Val* v = out_->back().vals.data() + out_->back().vals.size() - len;
-      for (size_t j = 0; j < len; ++j) v[j] += b[j];
+      AddToLast(b, len);
+    }
+    // Adds b to the last "count" values added, which are in the last leaf.
+    void AddToLast(const Val* b, size_t count) {
+      Val* v = out_->back().vals.data() + out_->back().vals.size() - count;
+      for (size_t j = 0; j < count; ++j) v[j] += b[j];
     }
     void Done() {
       if (!out_->empty()) Finish(&out_->back());
@@ -427,6 +469,41 @@ class KVStore {
     size_t width_hint_;
   };
 
+  // Applies the runs [a, b) (all in "leaf") where the leaf is, if it stays one leaf of one
+  // width: adds, then inserts from the last to the first, so that positions stay valid. Room
+  // grows by a sixteenth at a time, not twice, to stay compact. Returns false, changing
+  // nothing, where it cannot.
+  bool InsertInPlace(Leaf* leaf, const std::vector<Run>& runs, size_t a, size_t b,
+                     const SArray<Key>& keys, const SArray<Val>& vals, const Offsets& in) {
+    if (!leaf->offs.empty() || !in.uniform() || leaf->keys.empty() || leaf->width != in.len(0)) {
+      return false;
+    }
+    const size_t w = leaf->width;
+    size_t added = 0;
+    for (size_t r = a; r < b; ++r) added += runs[r].found ? 0 : runs[r].m;
+    const size_t n = leaf->keys.size() + added;
+    if (n > kMaxLeaf || n * w >= kMaxLeafValues) return false;
+    for (size_t r = a; r < b; ++r) {
+      const Run& run = runs[r];
+      if (!run.found) continue;
+      Val* dst = leaf->vals.data() + run.pos * w;
+      const Val* src = vals.data() + in.at(run.i);
+      for (size_t j = 0; j < run.m * w; ++j) dst[j] += src[j];
+    }
+    if (leaf->keys.capacity() < n) leaf->keys.reserve(n + n / 16);
+    if (leaf->vals.capacity() < n * w) leaf->vals.reserve((n + n / 16) * w);
+    for (size_t r = b; r-- > a;) {
+      const Run& run = runs[r];
+      if (run.found) continue;
+      leaf->keys.insert(leaf->keys.begin() + run.pos, keys.data() + run.i,
+                        keys.data() + run.i + run.m);
+      const Val* v = vals.data() + in.at(run.i);
+      leaf->vals.insert(leaf->vals.begin() + run.pos * w, v, v + run.m * w);
+    }
+    size_ += added;
+    return true;
+  }
+
   // The leaves that replace "leaf" once the runs [a, b) (all in it) are applied.
   std::vector<Leaf> Rebuild(const Leaf& leaf, const std::vector<Run>& runs, size_t a, size_t b,
                             const SArray<Key>& keys, const SArray<Val>& vals, const Offsets& in) {
@@ -436,14 +513,24 @@ class KVStore {
     Builder build(total, &out);
     build.set_width_hint(leaf.keys.empty() ? in.len(runs[a].i) : leaf.width);
     auto copy_old = [&](size_t from, size_t to) {
-      for (size_t p = from; p < to; ++p)
+      if (from >= to) return;
+      if (leaf.offs.empty()) {
+        return build.AddRange(leaf.keys.data() + from, leaf.vals.data() + from * leaf.width,
+                              to - from, leaf.width);
+      }
+      for (size_t p = from; p < to; ++p) {
         build.Add(leaf.keys[p], leaf.vals.data() + leaf.offset(p), leaf.len(p));
+      }
     };
     size_t op = 0;
     for (size_t r = a; r < b; ++r) {
       const Run& run = runs[r];
       copy_old(op, run.pos);
       op = run.pos;
+      if (!run.found && in.uniform()) {
+        build.AddRange(keys.data() + run.i, vals.data() + in.at(run.i), run.m, in.len(run.i));
+        continue;
+      }
       for (size_t j = 0; j < run.m; ++j) {
         const size_t i = run.i + j;
         const Val* v = vals.data() + in.at(i);
@@ -465,6 +552,14 @@ class KVStore {
   void Replace(std::vector<std::pair<size_t, std::vector<Leaf>>>* rebuilt) {
     size_t extra = 0;
     for (auto& r : *rebuilt) extra += r.second.size() - 1;
+    if (extra == 0) {
+      // No leaf was cut: each takes its old place.
+      for (auto& r : *rebuilt) {
+        leaves_[r.first] = std::move(r.second[0]);
+        firsts_[r.first] = leaves_[r.first].keys[0];
+      }
+      return;
+    }
     std::vector<Leaf> leaves;
     leaves.reserve(leaves_.size() + extra);
     size_t next = 0;
