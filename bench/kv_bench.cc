@@ -8,11 +8,16 @@
 // The worker measures each case alternately through Slackline and through its own raw ZeroMQ
 // socket (its own context) to the echo process, and prints one JSON line per case:
 // keys, bytes, Slackline ms and MB/s, raw ZeroMQ ms and MB/s, and ratio = raw ms / Slackline ms
-// (1.0 is raw speed). Each figure is the median over rounds of the best of N transfers.
+// (1.0 is raw speed). Each figure is the median over rounds (7 by default) of the best of N
+// transfers, the two sides interleaved; ratio_min and ratio_max are the spread of the rounds'
+// ratios.
 //
-// Push is keys and values out with a small answer back; pull is the keys out and the values back
-// for Slackline, and a small request out with the same bytes back for raw ZeroMQ. The Slackline
-// server does no work: it answers pulls from a preallocated buffer.
+// Push is keys and values out with a small answer back. Pull is the keys out and the values back
+// in one round trip, on both sides: what a pull must send. The old pull yardstick, a small
+// request out and keys and values back (which no pull can do: it has to send its keys), is
+// printed beside it as zmq_old_ms and ratio_old. The Slackline server does no work: it answers
+// pulls from a preallocated buffer, and says it never blocks, so small requests are answered
+// on the thread that receives them.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,8 +66,9 @@ void NoFree(void*, void*) {}
 
 // ---- the raw ZeroMQ echo process ------------------------------------------------------------
 
-// Answers "push" frames with a one-byte ack and "pull N" with N keys and N values, sent
-// zero-copy from buffers made once.
+// Answers "push" frames with a one-byte ack, "keys" frames (a pull: the keys) with as many
+// values, and "pull N" (the old yardstick) with N keys and N values, sent zero-copy from
+// buffers made once.
 int RunRawServer(int port, size_t max_keys) {
   zmq::context_t ctx(1);
   zmq::socket_t sock(ctx, zmq::socket_type::router);
@@ -79,6 +85,10 @@ int RunRawServer(int port, size_t max_keys) {
     sock.send(parts[0], zmq::send_flags::sndmore);
     if (op == "push") {
       sock.send(zmq::str_buffer("ack"));
+    } else if (op == "keys") {
+      size_t n = parts[2].size() / sizeof(ps::Key);
+      zmq::message_t v(vals.data(), n * kValsPerKey * sizeof(float), NoFree);
+      sock.send(v, zmq::send_flags::none);
     } else {
       size_t n = std::stoul(op.substr(5));
       zmq::message_t k(keys.data(), n * sizeof(ps::Key), NoFree);
@@ -106,7 +116,15 @@ class RawClient {
     sock_.send(v, zmq::send_flags::none);
     Receive();
   }
-  void Pull(size_t n) {
+  // What a pull must send: the keys out, the values back.
+  void Pull(const ps::SArray<ps::Key>& keys) {
+    sock_.send(zmq::str_buffer("keys"), zmq::send_flags::sndmore);
+    zmq::message_t k(keys.data(), keys.size() * sizeof(ps::Key), NoFree);
+    sock_.send(k, zmq::send_flags::none);
+    Receive();
+  }
+  // The old yardstick: a small request, keys and values back.
+  void OldPull(size_t n) {
     std::string op = "pull " + std::to_string(n);
     sock_.send(zmq::buffer(op));
     Receive();
@@ -131,7 +149,8 @@ void RunServer(size_t max_keys) {
         ps::KVPairs<float> res;
         if (meta.pull) res.vals = answer.segment(0, data.keys.size() * kValsPerKey);
         s->Response(meta, res);
-      });
+      },
+      /*never_blocks=*/true);
   ps::Postoffice::Get()->Barrier(0, ps::kServerGroup + ps::kWorkerGroup);
 }
 
@@ -154,9 +173,10 @@ void RunWorker(size_t max_keys, int rounds, int raw_port) {
     const int reps = std::max(3, std::min(300, static_cast<int>(0.1 / (bytes / 4e9 + 5e-5))));
     for (const char* op : {"push", "pull"}) {
       bool push = std::strcmp(op, "push") == 0;
-      std::vector<double> ours, theirs;
+      std::vector<double> ours, theirs, old, ratios;
       for (int r = 0; r < rounds; ++r) {
-        theirs.push_back(Best(reps, [&] { push ? raw.Push(keys, vals) : raw.Pull(n); }));
+        theirs.push_back(Best(reps, [&] { push ? raw.Push(keys, vals) : raw.Pull(keys); }));
+        if (!push) old.push_back(Best(reps, [&] { raw.OldPull(n); }));
         ours.push_back(Best(reps, [&] {
           if (push) {
             kv.Wait(kv.ZPush(keys, vals));
@@ -165,14 +185,21 @@ void RunWorker(size_t max_keys, int rounds, int raw_port) {
             kv.Wait(kv.ZPull(keys, &out));
           }
         }));
+        ratios.push_back(theirs.back() / ours.back());
       }
+      std::sort(ratios.begin(), ratios.end());
       double s_ms = Median(ours) * 1e3, z_ms = Median(theirs) * 1e3;
       std::printf(
           "{\"op\":\"%s\",\"servers\":%d,\"keys\":%zu,\"bytes\":%.0f,\"slackline_ms\":%.4f,"
           "\"slackline_MBps\":%.1f,\"zmq_ms\":%.4f,\"zmq_MBps\":%.1f,\"ratio\":%.3f,"
-          "\"spin_us\":%d}\n",
+          "\"ratio_min\":%.3f,\"ratio_max\":%.3f,\"rounds\":%d,\"spin_us\":%d",
           op, ps::NumServers(), n, bytes, s_ms, bytes / s_ms / 1e3, z_ms, bytes / z_ms / 1e3,
-          z_ms / s_ms, ps::Postoffice::Get()->spin_us());
+          z_ms / s_ms, ratios.front(), ratios.back(), rounds, ps::Postoffice::Get()->spin_us());
+      if (!push) {
+        const double o_ms = Median(old) * 1e3;
+        std::printf(",\"zmq_old_ms\":%.4f,\"ratio_old\":%.3f", o_ms, o_ms / s_ms);
+      }
+      std::printf("}\n");
       std::fflush(stdout);
     }
   }
@@ -180,7 +207,7 @@ void RunWorker(size_t max_keys, int rounds, int raw_port) {
 
 int RunNode(int argc, char** argv) {
   size_t max_keys = static_cast<size_t>(IntFlag(argc, argv, "--max-keys", 10000000));
-  int rounds = IntFlag(argc, argv, "--rounds", 5);
+  int rounds = IntFlag(argc, argv, "--rounds", 7);
   ps::Start(0, argv[0]);
   if (ps::IsServer()) {
     RunServer(max_keys);

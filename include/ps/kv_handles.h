@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "ps/internal/kv_store.h"
 #include "ps/kv_pairs.h"
 #include "ps/kv_server.h"
 
@@ -23,82 +24,29 @@ namespace ps {
 
 namespace kv {
 
-// Values by key, as the server handles below keep them: any number of values per key.
+// Values by key, as the server handles below keep them: any number of values per key (see
+// ps/internal/kv_store.h).
 template <typename Val>
-using Store = std::unordered_map<Key, std::vector<Val>>;
+using Store = KVStore<Val>;
 
 // Whether "push" fits "store": every key it holds there has as many values as pushed.
 template <typename Val>
 Status CheckFits(const KVPairs<Val>& push, const Store<Val>& store) {
-  const size_t n = push.keys.size();
-  for (size_t i = 0; i < n; ++i) {
-    auto it = store.find(push.keys[i]);
-    if (it == store.end()) continue;
-    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
-    if (it->second.size() != len) {
-      return Status::InvalidArgument("key " + std::to_string(push.keys[i]) + " holds " +
-                                     std::to_string(it->second.size()) + " values; a push of " +
-                                     std::to_string(len) + " does not fit");
-    }
-  }
-  return Status::OK();
+  return store.Check(push.keys, push.vals, push.lens);
 }
 
-// Adds the values of a push to "store" (a key's first push sets them). All or nothing: if the
-// push does not fit (CheckFits), nothing changes.
+// Adds the values of a push to "store" (a key's first push sets them). All or nothing: if it
+// does not fit (CheckFits), nothing changes.
 template <typename Val>
 Status AddInto(const KVPairs<Val>& push, Store<Val>* store) {
-  Status s = CheckFits(push, *store);
-  if (!s.ok()) return s;
-  const size_t n = push.keys.size();
-  const Val* v = push.vals.data();
-  for (size_t i = 0; i < n; ++i) {
-    const size_t len = push.lens.empty() ? push.vals.size() / n : static_cast<size_t>(push.lens[i]);
-    auto& stored = (*store)[push.keys[i]];
-    if (stored.empty()) {
-      stored.assign(v, v + len);
-    } else {
-      for (size_t j = 0; j < len; ++j) stored[j] += v[j];
-    }
-    v += len;
-  }
-  return Status::OK();
+  return store->Push(push.keys, push.vals, push.lens);
 }
 
 // The values of "keys" in "store", with lens when their lengths differ. Keys not in the store
 // read as zeros, as many as the present ones agree on (else one).
 template <typename Val>
 KVPairs<Val> ReadFrom(const Store<Val>& store, const SArray<Key>& keys) {
-  const size_t n = keys.size();
-  std::vector<const std::vector<Val>*> found(n, nullptr);
-  size_t fill = 0;
-  bool uniform = true;
-  for (size_t i = 0; i < n; ++i) {
-    auto it = store.find(keys[i]);
-    if (it == store.end()) continue;
-    found[i] = &it->second;
-    if (fill && fill != it->second.size()) uniform = false;
-    fill = it->second.size();
-  }
-  if (!uniform || fill == 0) fill = 1;
-  std::vector<int> lens(n);
-  size_t total = 0;
-  bool same = true;
-  for (size_t i = 0; i < n; ++i) {
-    lens[i] = static_cast<int>(found[i] ? found[i]->size() : fill);
-    total += lens[i];
-    same = same && lens[i] == lens[0];
-  }
-  KVPairs<Val> res;
-  res.keys = keys;
-  res.vals.resize(total);
-  size_t at = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (found[i]) std::copy(found[i]->begin(), found[i]->end(), res.vals.data() + at);
-    at += lens[i];
-  }
-  if (!same) res.lens = SArray<int>(lens);
-  return res;
+  return store.Pull(keys);
 }
 
 }  // namespace kv
@@ -106,9 +54,12 @@ KVPairs<Val> ReadFrom(const Store<Val>& store, const SArray<Key>& keys) {
 // A request handle that keeps a store: a push adds its values to the stored ones (a key's first
 // push sets them), a pull returns them. A key may hold any number of values, but always the
 // same number. Keys never pushed read as zeros, as many as the other keys of the pull have (or
-// one). Runs on the server's customer thread only: the store needs no lock.
+// one). Runs on one thread at a time (the server's, see KVServer): the store needs no lock.
+// It never blocks, so KVServer may run it where a small request is received (never_blocks).
 template <typename Val>
 struct KVServerDefaultHandle {
+  bool never_blocks() const { return true; }
+
   void operator()(const KVMeta& req_meta, const KVPairs<Val>& req_data, KVServer<Val>* server) {
     if (req_meta.push) {
       Status s = kv::AddInto(req_data, &store);
@@ -147,7 +98,7 @@ class KVServerSyncHandle {
   // "num_workers": pushes per round; 0 means every worker of the job. A null "apply" adds the
   // sum to the store.
   explicit KVServerSyncHandle(int num_workers = 0, Apply apply = nullptr)
-      : state_(std::make_shared<State>()) {
+      : state_(std::make_shared<State>()), default_apply_(!apply) {
     state_->num_workers = num_workers;
     state_->apply =
         apply ? std::move(apply) : [](int, const KVPairs<Val>& sum, kv::Store<Val>* store) {
@@ -220,6 +171,10 @@ class KVServerSyncHandle {
     for (const KVMeta& c : covered) ++rs.pushes[{c.sender, c.customer_id}];
   }
 
+  // With the default update it never blocks (see KVServer::set_request_handle); with the
+  // caller's, it may.
+  bool never_blocks() const { return default_apply_; }
+
   // Rounds applied so far.
   int rounds() const {
     std::lock_guard<std::mutex> lk(state_->mu);
@@ -263,15 +218,10 @@ class KVServerSyncHandle {
   }
 
   // The round's sum as key-value pairs: keys sorted, lens when lengths differ.
-  static KVPairs<Val> Sum(const kv::Store<Val>& sum) {
-    SArray<Key> keys(sum.size());
-    size_t i = 0;
-    for (const auto& kv : sum) keys[i++] = kv.first;
-    std::sort(keys.begin(), keys.end());
-    return kv::ReadFrom(sum, keys);
-  }
+  static KVPairs<Val> Sum(const kv::Store<Val>& sum) { return sum.Pull(sum.keys()); }
 
   std::shared_ptr<State> state_;
+  bool default_apply_;
 };
 
 }  // namespace ps

@@ -3,7 +3,9 @@
 // filters their meta names; responses go through the filters of PS_FILTERS or set_filters.
 //
 // Threads: the request handle runs on the server's customer thread, one request at a time, in
-// priority order; it may answer then (Response) or later, from any thread. Requests that arrive
+// priority order (small requests of a handle that never blocks may run on the node's receiving
+// thread instead, still one at a time: see set_request_handle); it may answer then (Response)
+// or later, from any thread. Requests that arrive
 // before the handle is set wait for it. All methods are thread-safe; none blocks, except that a
 // request waits up to 30 s for a handle to be set.
 //
@@ -78,7 +80,8 @@ class KVServer : public SimpleApp {
       replica_.reset(new ReplicaChain(postoffice_));
     }
     obj_.reset(new Customer(
-        app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_));
+        app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_,
+        [this](const Message& msg) { return MayRunHere(msg); }));
     if (replica_) obj_->set_failover_handle([this](int) { replica_->OnFailover(); });
   }
 
@@ -88,22 +91,38 @@ class KVServer : public SimpleApp {
   // time, and answers each with Response or ResponseError, then or later, from any thread.
   // Requests that arrive before it is set wait for it.
   // A handle with a ReplicaUpdate member also becomes the update handle (one object serves
-  // both).
+  // both). A handle with a never_blocks() method (KVServerDefaultHandle, KVServerSyncHandle)
+  // says through it whether it may block (see the two-argument form).
   template <typename H>
   void set_request_handle(const H& request_handle) {
+    set_request_handle(request_handle, NeverBlocks(request_handle, 0));
+  }
+
+  // The same for a handle that says whether it ever blocks. One that "never_blocks" (it
+  // returns soon, waits for nothing, takes no lock held for long) runs small requests (up to
+  // kRunHereMaxBytes of data, no filters) on the node's receiving thread when the server's own
+  // thread is idle, which saves a thread hand-off per request; larger ones, and every request
+  // of a handle that may block, run on the server's thread (so do all requests under
+  // replication). A handle still runs one request at a time, in order.
+  template <typename H>
+  void set_request_handle(const H& request_handle, bool never_blocks) {
     if constexpr (kv::HasReplicaUpdate<H, Val>::value) {
       auto shared = std::make_shared<H>(request_handle);
       SetHandles(std::make_shared<ReqHandle>([shared](const KVMeta& m, const KVPairs<Val>& d,
                                                       KVServer* s) { (*shared)(m, d, s); }),
                  std::make_shared<UpdateHandle>(
                      [shared](const KVMeta& u, const KVPairs<Val>& d, const std::vector<KVMeta>& c,
-                              KVServer* s) { shared->ReplicaUpdate(u, d, c, s); }));
+                              KVServer* s) { shared->ReplicaUpdate(u, d, c, s); }),
+                 never_blocks);
     } else {
       ReqHandle handle(request_handle);
       CHECK(handle) << "invalid request handle";
-      SetHandles(std::make_shared<ReqHandle>(std::move(handle)), nullptr);
+      SetHandles(std::make_shared<ReqHandle>(std::move(handle)), nullptr, never_blocks);
     }
   }
+
+  // Requests with more data bytes than this run on the server's thread whatever the handle.
+  static constexpr size_t kRunHereMaxBytes = 64 << 10;
 
   // For a handle in updates mode: sends "update" (what the handle applied to key range
   // "slice", with "cmd" for its own use) to the range's replicas; the answers to the pushes
@@ -172,10 +191,12 @@ class KVServer : public SimpleApp {
     return msg;
   }
 
-  void SetHandles(std::shared_ptr<ReqHandle> request, std::shared_ptr<UpdateHandle> update) {
+  void SetHandles(std::shared_ptr<ReqHandle> request, std::shared_ptr<UpdateHandle> update,
+                  bool never_blocks) {
     std::lock_guard<std::mutex> lk(kv_mu_);
     request_handle_ = std::move(request);
     update_handle_ = std::move(update);
+    never_blocks_ = never_blocks;
     updates_ = update_handle_ != nullptr;
     kv_cv_.notify_all();
   }
@@ -291,6 +312,27 @@ class KVServer : public SimpleApp {
     (*handle)(meta, data, this);
   }
 
+  template <typename Handle>
+  static auto NeverBlocks(const Handle& h, int) -> decltype(bool(h.never_blocks())) {
+    return h.never_blocks();
+  }
+  template <typename Handle>
+  static bool NeverBlocks(const Handle&, long) {
+    return false;
+  }
+
+  // Whether request "msg" may run on the receiving thread (Customer::RunHere).
+  bool MayRunHere(const Message& msg) {
+    // Replicated requests wait on the chain (and an update may wait for its handle): they
+    // stay on the server's thread.
+    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    size_t bytes = 0;
+    for (const auto& d : msg.data) bytes += d.size();
+    if (bytes > kRunHereMaxBytes) return false;
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    return request_handle_ && never_blocks_;
+  }
+
   const std::unique_ptr<FilterChain> filters_;  // constant after construction; thread-safe
 
   // Under replication; constant after construction.
@@ -301,6 +343,7 @@ class KVServer : public SimpleApp {
   // Protected by kv_mu_.
   std::shared_ptr<ReqHandle> request_handle_;
   std::shared_ptr<UpdateHandle> update_handle_;
+  bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
 };
 

@@ -124,16 +124,19 @@ class PyKVServer {
   static void Make(int app_id, const py::object& handle, const std::string& builtin,
                    std::unique_ptr<KVServer<V>>* out) {
     typename KVServer<V>::ReqHandle h;
+    // The built-in handles never block; a Python one takes the GIL.
+    bool never_blocks = true;
     if (builtin == "default") {
       h = KVServerDefaultHandle<V>();
     } else if (builtin == "sync") {
       h = KVServerSyncHandle<V>();
     } else {
       h = PythonHandle<V>(handle, app_id);
+      never_blocks = false;
     }
     Blocking unlocked;
     out->reset(new KVServer<V>(app_id));
-    (*out)->set_request_handle(h);
+    (*out)->set_request_handle(h, never_blocks);
   }
 
   // Exactly one is set; constant after construction.

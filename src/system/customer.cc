@@ -43,12 +43,13 @@ ConsistencyStats Customer::TaskCounters::Snapshot() const {
 }
 
 Customer::Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
-                   Postoffice* postoffice)
+                   Postoffice* postoffice, RunHere run_here)
     : app_id_(app_id),
       customer_id_(customer_id),
       recv_handle_(recv_handle),
       postoffice_(postoffice ? postoffice : Postoffice::Get()),
       spin_us_(postoffice_->spin_us()),
+      run_here_(std::move(run_here)),
       counters_(std::make_shared<TaskCounters>()) {
   table_.set_latency_observer(
       [counters = counters_](int kind, Clock::duration d) { counters->ObserveLatency(kind, d); });
@@ -346,11 +347,33 @@ void Customer::Accept(const Message& recved) {
   // response handling, and it saves a thread switch on every round trip. Requests run the
   // app's handler, which may take long or wait, so they go to this customer's own thread.
   if (!recved.meta.request) return Handle(recved);
+  if (TryHandleHere(recved)) return;
   {
     std::lock_guard<std::mutex> lk(idle_mu_);
     ++accepted_;
   }
   recv_queue_.Push(recved, recved.meta.priority);
+}
+
+bool Customer::TryHandleHere(const Message& request) {
+  if (!run_here_) return false;
+  Van* van = postoffice_->van();
+  if (!van || !van->IsReceivingThread() || !run_here_(request)) return false;
+  {
+    std::lock_guard<std::mutex> lk(idle_mu_);
+    // The receive thread is idle only when it has handled everything accepted: otherwise this
+    // request would overtake queued ones, or run beside the one being handled. The receiving
+    // thread is the only one that accepts, so it stays idle until this request is handled.
+    if (handled_ != accepted_) return false;
+    ++accepted_;
+  }
+  Handle(request);
+  {
+    std::lock_guard<std::mutex> lk(idle_mu_);
+    ++handled_;
+  }
+  idle_cv_.notify_all();
+  return true;
 }
 
 void Customer::WaitIdle() {

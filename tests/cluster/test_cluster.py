@@ -25,6 +25,7 @@ LAUNCH = REPO / "tracker" / "launch.py"
 BUILD = REPO / os.environ.get("PS_BUILD_DIR", "build")
 CLUSTER_JOB = BUILD / "tests" / "cluster" / "cluster_job"
 PS_JOB = BUILD / "tests" / "integration" / "ps_job"
+REPLICATION_JOB = BUILD / "tests" / "integration" / "replication_job"
 
 sys.path.insert(0, str(HERE))
 import netcluster  # noqa: E402
@@ -374,6 +375,31 @@ class MultiHostTest(unittest.TestCase):
                          r"sent no heartbeat for [\d.]+ s")
         self.assertRegex(job.text, r"launch.py: exit status \d+: (scheduler|worker \d|server \d) "
                          r"exited")
+
+    def test_partitioned_server_fails_over_and_is_fenced_when_its_link_comes_back(self):
+        # PS_REPLICATION=2 over 3 servers (hosts 1 to 3) and 2 workers (hosts 4 and 5): the
+        # cut-off server's ranges move to its replica, the job goes on, and when the link is
+        # back the old server is told it was replaced and exits; the sums stay exact.
+        c = self.cluster
+        hosts = [c.address(i) for i in range(1, 6)]
+        job = StreamedJob(c, [*self.ssh_args(self.hostfile(hosts)), "-s", 3, "-n", 2,
+                              "--env", "PS_REPLICATION=2", "--env", "PS_VERBOSE=1",
+                              "--env", "PS_HEARTBEAT_INTERVAL=0.25",
+                              "--env", "PS_HEARTBEAT_TIMEOUT=2",
+                              "--timeout", JOB_SECONDS, "--", REPLICATION_JOB, "--rounds", 1500,
+                              "--round-ms", 5])
+        self.assertTrue(wait_until(lambda: job.seen(r"\] worker \d round 20$"), JOB_SECONDS),
+                        job.text)
+        c.link_down(2)  # server 1 by launch order
+        self.assertTrue(wait_until(lambda: job.seen(r"failover to epoch 1"), JOB_SECONDS),
+                        job.text)
+        c.link_up(2)
+        self.assertEqual(job.finish(), 0, job.text)
+        self.assertRegex(job.text, rf"server \d \(node \d+ at {re.escape(c.address(2))}:\d+\) "
+                                   r"was replaced: it was declared dead")
+        self.assertRegex(job.text, r"launch.py: server 1 exited with code 1; the job goes on")
+        for rank in range(2):
+            self.assertRegex(job.text, rf'\[worker \d\] \{{"rank": {rank}, "exact": true')
 
 
 if __name__ == "__main__":

@@ -34,11 +34,15 @@ class Postoffice;
 class Customer {
  public:
   using RecvHandle = std::function<void(const Message& recved)>;
+  // Says whether "request" may be handled on the thread that received it (see Accept). Runs
+  // there; must be quick, and must not block.
+  using RunHere = std::function<bool(const Message& request)>;
 
   // Registers with "postoffice" (the default node when null) under (app_id, customer_id) and
   // starts the receive thread. Messages for this customer that arrived earlier are delivered now.
+  // "run_here", when given, picks the requests that skip the receive thread.
   Customer(int app_id, int customer_id, const RecvHandle& recv_handle,
-           Postoffice* postoffice = nullptr);
+           Postoffice* postoffice = nullptr, RunHere run_here = nullptr);
   // Unregisters and joins the receive thread. Requests still pending are abandoned.
   ~Customer();
 
@@ -123,7 +127,9 @@ class Customer {
   size_t requests_in_flight();
 
   // Takes a message: queues a request for the receive thread, handles a response at once.
-  // Called by the postoffice on the receiving thread.
+  // A request that "run_here" picks is handled at once too, on the node's receiving thread,
+  // when this customer's thread is idle (so requests keep their order and the handler never
+  // runs twice at once). Called by the postoffice on the receiving thread.
   void Accept(const Message& recved);
   // Fails pending requests that wait for node "node_id", or all of them with "everything".
   void OnNodeFailed(int node_id, const Status& why, bool everything);
@@ -162,6 +168,9 @@ class Customer {
   void Settle(int ts, TaskTable::Step step, TaskTable::Complete complete, std::vector<Ready> ready);
   // Runs the handler on one message and counts a response.
   void Handle(const Message& msg);
+  // Handles "request" on this thread if run_here_ picks it, this is the node's receiving
+  // thread, and the receive thread has nothing to do; returns whether it did.
+  bool TryHandleHere(const Message& request);
   // Publishes the table's most tasks in flight. REQUIRES: mu_ held.
   void NoteInFlightLocked();
 
@@ -170,7 +179,8 @@ class Customer {
   const int customer_id_;
   const RecvHandle recv_handle_;
   Postoffice* const postoffice_;
-  const int spin_us_;  // PS_SPIN_US: how long a wait spins before it sleeps
+  const int spin_us_;       // PS_SPIN_US: how long a wait spins before it sleeps
+  const RunHere run_here_;  // may be null
 
   const std::shared_ptr<TaskCounters> counters_;  // thread-safe
 
