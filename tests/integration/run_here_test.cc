@@ -100,8 +100,13 @@ TEST(RunHere, SmallRequestsOfAHandleThatNeverBlocksRunOnTheReceivingThread) {
   });
   std::lock_guard<std::mutex> lk(never->mu);
   ASSERT_EQ(never->cmds, (std::vector<int>{1, 1, 1, 1, 1, 2, 1, 2}));
-  EXPECT_EQ(never->on_receiving,
-            (std::vector<bool>{true, true, true, true, true, false, true, false}));
+  ASSERT_EQ(never->on_receiving.size(), 8u);
+  // The five small pushes ran where they were received; the large requests on the server's
+  // thread. (The small pull after a large push may find that thread still finishing it, not
+  // idle yet: then it runs there too, so its place is not checked.)
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(never->on_receiving[i]) << i;
+  EXPECT_FALSE(never->on_receiving[5]);
+  EXPECT_FALSE(never->on_receiving[7]);
   std::lock_guard<std::mutex> lk2(may->mu);
   ASSERT_EQ(may->cmds.size(), 8u);
   for (bool here : may->on_receiving) EXPECT_FALSE(here);
