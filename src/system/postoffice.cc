@@ -374,7 +374,10 @@ std::string Postoffice::MyName() const {
     Node me = van_->my_node();
     return me.id != Node::kEmpty ? me.ShortName() : RoleName(me.role);
   }
-  return config_parsed_ && config_status_.ok() ? RoleName(options_.role) : "node";
+  if (config_parsed_ && config_status_.ok()) return RoleName(options_.role);
+  // A configuration error elsewhere still names the role, when DMLC_ROLE gives one.
+  std::string role = env_->GetString("DMLC_ROLE");
+  return role == "scheduler" || role == "server" || role == "worker" ? role : "node";
 }
 
 void Postoffice::Die(const Status& why) const {

@@ -111,6 +111,10 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
     std::lock_guard<std::mutex> lk(mu_);
     my_node_ = me;
   }
+  // Every node, the scheduler included, needs the scheduler's address: fail at once, not at the
+  // start-up deadline, when it names no host.
+  Status resolves = CheckResolves(options.scheduler_host);
+  if (!resolves.ok()) return resolves;
   if (is_scheduler_) {
     me.hostname = options.scheduler_host;
   } else if (!options.node_host.empty()) {
