@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "message/codec.h"
+#include "ps/base.h"
 
 namespace {
 

@@ -17,6 +17,7 @@
 
 #include "fuzz/fuzz_input.h"
 #include "message/codec.h"
+#include "ps/base.h"
 #include "ps/internal/transport.h"
 #include "ps/internal/van.h"
 #include "van/peer_guard.h"
@@ -49,12 +50,13 @@ class QueueTransport : public Transport {
   }
   bool Recv(std::vector<SArray<char>>* frames, std::string* peer, int timeout_ms) override {
     std::unique_lock<std::mutex> lk(mu_);
-    ++receives_;
+    in_recv_ = true;  // whatever it took before is processed
     cv_.notify_all();
     cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms),
                  [&] { return !items_.empty() || woken_; });
     woken_ = false;
     if (items_.empty()) return false;
+    in_recv_ = false;
     *frames = std::move(items_.front().frames);
     *peer = std::move(items_.front().peer);
     items_.pop_front();
@@ -72,15 +74,14 @@ class QueueTransport : public Transport {
 
   void Push(Item item) {
     std::lock_guard<std::mutex> lk(mu_);
+    in_recv_ = false;
     items_.push_back(std::move(item));
     cv_.notify_all();
   }
   // Waits until the van took every queued item and came back for more (so it processed them).
   void Drain() {
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return items_.empty(); });
-    uint64_t seen = receives_;
-    cv_.wait(lk, [&] { return receives_ > seen; });
+    cv_.wait(lk, [&] { return items_.empty() && in_recv_; });
   }
   std::string identity() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -92,7 +93,7 @@ class QueueTransport : public Transport {
   std::condition_variable cv_;
   std::deque<Item> items_;
   bool woken_ = false;
-  uint64_t receives_ = 0;
+  bool in_recv_ = false;  // the van waits in Recv, having processed what it took
   std::string identity_;
 };
 
