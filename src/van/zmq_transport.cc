@@ -267,10 +267,10 @@ void ZMQTransport::ReadPeerEvents(const PeerEvent& on_event) {
             event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
           ++handshakes_[m.id].failed;
         }
-        // With CURVE, a connection the peer closes before the handshake completed means the
-        // peer could not read our handshake: it holds another key.
-        if (event == ZMQ_EVENT_DISCONNECTED && !options_.public_key.empty() &&
-            !handshakes_[m.id].succeeded) {
+        // A connection the peer closes before the handshake completed means the peer could
+        // not take our handshake: it holds another key, or wants one and we have none (a
+        // CURVE server does not always say so before it closes).
+        if (event == ZMQ_EVENT_DISCONNECTED && !handshakes_[m.id].succeeded) {
           ++handshakes_[m.id].failed;
         }
       }
