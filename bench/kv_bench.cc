@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -211,8 +212,8 @@ int RunNode(int argc, char** argv) {
 
 // A job key file in a new private folder; "folder" is set to it.
 std::string WriteKeyFile(std::string* folder) {
-  char dir[] = "/tmp/kv_bench_key_XXXXXX";
-  *folder = mkdtemp(dir);
+  std::string dir = (std::filesystem::temp_directory_path() / "kv_bench_key_XXXXXX").string();
+  *folder = mkdtemp(&dir[0]);
   std::string path = *folder + "/job.key";
   char pub[41], sec[41];
   zmq_curve_keypair(pub, sec);

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <zmq.hpp>
@@ -320,8 +321,9 @@ TEST(Security, RegistrationFloodIsRefusedWithBoundedDescriptorsAndNoticesAndTheJ
 class KeyFile {
  public:
   KeyFile() {
-    char dir[] = "/tmp/slackline-test-key-XXXXXX";
-    dir_ = mkdtemp(dir);
+    std::string dir =
+        (std::filesystem::temp_directory_path() / "slackline-test-key-XXXXXX").string();
+    dir_ = mkdtemp(&dir[0]);
     path_ = dir_ + "/job.key";
     char pub[41], sec[41];
     zmq_curve_keypair(pub, sec);
