@@ -499,8 +499,11 @@ class SshLauncherTest(LaunchTestCase):
         check_job_key(self, launcher.stdout, ONE_SERVER_TWO_WORKERS)
         if not PS_JOB.exists():
             self.fail(f"{PS_JOB.relative_to(REPO)} is missing: run `make` first")
+        # ssh passes on only what the launcher exports: the sanitizers' options too.
+        sanitizer_env = [arg for name in ("TSAN_OPTIONS", "ASAN_OPTIONS") if name in os.environ
+                         for arg in ("--env", f"{name}={os.environ[name]}")]
         out = self.run_job(*self.ssh_job("-s", 2, "-n", 2, "--timeout", JOB_SECONDS / 2,
-                                         "--", PS_JOB))
+                                         *sanitizer_env, "--", PS_JOB))
         self.assertIn("[worker 1] worker 1 got", out.stdout)
         self.assertNotIn("unauthenticated", out.stderr)
 
