@@ -54,6 +54,9 @@ TOOL_NAMES := $(notdir $(patsubst %/,%,$(wildcard tools/*/)))
 TOOL_BINS := $(TOOL_NAMES:%=$(BUILD)/tools/%)
 
 .PHONY: all lib demos tools test bench lint install clean help
+# libFuzzer targets (make fuzz): their own file, make/fuzz.mk.
+include make/fuzz.mk
+
 all: lib
 lib: $(BUILD)/libps.a $(BUILD)/libps.so $(BUILD)/pkgconfig/ps.pc
 
@@ -65,6 +68,7 @@ help:
 	@echo "make bench      build and run the benchmarks (build/bench/*.jsonl)"
 	@echo "make deps       install the Debian packages the build needs"
 	@echo "make lint       check formatting with clang-format"
+	@echo "make fuzz       run each libFuzzer target FUZZ_SECONDS (60) and merge into fuzz/corpus/"
 	@echo "make install PREFIX=DIR"
 	@echo "options: V=1 (full commands) DEBUG=1 ASAN=1 TSAN=1 UBSAN=1 USE_KEY32=1 (see make/config.mk)"
 
@@ -119,7 +123,7 @@ $(BUILD)/tests/%: $(OBJ)/tests/%.o $(BUILD)/libps.a
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CXX) -o $@ $< $(BUILD)/libps.a $(LDFLAGS) $(TEST_LIBS) $(DEP_LIBS)
 
-test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) $(TOOL_BINS) lib
+test: $(TEST_BINS) $(PROG_BINS) $(DEMO_BINS) $(TOOL_BINS) lib $(if $(FUZZ_CXX),$(FUZZ_BINS))
 	@python3 tests/run_tests.py --build-dir $(BUILD)
 
 # Benchmarks: never part of make test. Each prints JSON lines, kept in $(BUILD)/bench/; those

@@ -2,6 +2,7 @@
 // ZeroMQ carrying the same bytes between two processes, measured in the same run.
 //
 //   kv_bench [--max-keys N] [--rounds R]
+//   kv_bench --curve [--max-keys N] [--rounds R]
 //
 // Started without DMLC_ROLE it is the driver: it starts a raw ZeroMQ echo process, then for 1
 // and 2 servers a Slackline job (scheduler, servers, one worker), all of them this program.
@@ -18,15 +19,27 @@
 // printed beside it as zmq_old_ms and ratio_old. The Slackline server does no work: it answers
 // pulls from a preallocated buffer, and says it never blocks, so small requests are answered
 // on the thread that receives them.
+//
+// --curve: what authentication and encryption cost. R times in turn, a job of one server
+// without a job key and one with a job key (CURVE on every connection), each measuring every
+// size once (best of N); then one JSON line per case: the median ms without and with CURVE,
+// ratio = plain ms / CURVE ms (CURVE's throughput as a share of plain), and its spread
+// (lowest and highest of the R pairs).
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -189,6 +202,9 @@ void RunWorker(size_t max_keys, int rounds, int raw_port) {
       }
       std::sort(ratios.begin(), ratios.end());
       double s_ms = Median(ours) * 1e3, z_ms = Median(theirs) * 1e3;
+      if (const char* out = std::getenv("KV_BENCH_OUT")) {
+        std::ofstream(out, std::ios::app) << op << " " << n << " " << bytes << " " << s_ms << "\n";
+      }
       std::printf(
           "{\"op\":\"%s\",\"servers\":%d,\"keys\":%zu,\"bytes\":%.0f,\"slackline_ms\":%.4f,"
           "\"slackline_MBps\":%.1f,\"zmq_ms\":%.4f,\"zmq_MBps\":%.1f,\"ratio\":%.3f,"
@@ -221,6 +237,73 @@ int RunNode(int argc, char** argv) {
 
 // ---- the driver -----------------------------------------------------------------------------
 
+// A job key file in a new private folder; "folder" is set to it.
+std::string WriteKeyFile(std::string* folder) {
+  std::string dir = (std::filesystem::temp_directory_path() / "kv_bench_key_XXXXXX").string();
+  *folder = mkdtemp(&dir[0]);
+  std::string path = *folder + "/job.key";
+  char pub[41], sec[41];
+  zmq_curve_keypair(pub, sec);
+  std::ofstream(path) << sec << "\n";
+  chmod(path.c_str(), 0600);
+  return path;
+}
+
+int RunCurveDriver(char** argv, int rounds) {
+  std::string folder;
+  const std::string key = WriteKeyFile(&folder);
+  const std::string out = folder + "/results";
+  // (op, keys) -> bytes, and the ms of each round without and with CURVE.
+  struct Case {
+    double bytes = 0;
+    std::vector<double> plain, curve;
+  };
+  std::map<std::pair<std::string, size_t>, Case> cases;
+  std::vector<std::pair<std::string, size_t>> order;
+  int failed = 0;
+  for (int r = 0; r < rounds; ++r) {
+    for (bool curve : {false, true}) {
+      std::remove(out.c_str());
+      int raw_port = ps::test::FreePort();
+      std::vector<char*> raw_argv = {argv[0], const_cast<char*>("--raw-server"), nullptr};
+      pid_t raw = SpawnSelf(raw_argv.data(), {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port)});
+      std::vector<std::string> env = {"KV_BENCH_RAW_PORT=" + std::to_string(raw_port),
+                                      "KV_BENCH_OUT=" + out};
+      if (curve) env.push_back("PS_KEY_FILE=" + key);
+      failed += ps::test::RunSelfJob(argv, 1, env);
+      waitpid(raw, nullptr, 0);
+      std::ifstream in(out);
+      std::string op;
+      size_t n;
+      double bytes, ms;
+      while (in >> op >> n >> bytes >> ms) {
+        auto k = std::make_pair(op, n);
+        if (!cases.count(k)) order.push_back(k);
+        cases[k].bytes = bytes;
+        (curve ? cases[k].curve : cases[k].plain).push_back(ms);
+      }
+    }
+  }
+  std::remove(out.c_str());
+  std::remove(key.c_str());
+  rmdir(folder.c_str());
+  for (const auto& k : order) {
+    const Case& c = cases[k];
+    if (c.plain.empty() || c.plain.size() != c.curve.size()) continue;
+    std::vector<double> ratios;
+    for (size_t i = 0; i < c.plain.size(); ++i) ratios.push_back(c.plain[i] / c.curve[i]);
+    double p = Median(c.plain), q = Median(c.curve);
+    std::printf(
+        "{\"op\":\"%s\",\"servers\":1,\"keys\":%zu,\"bytes\":%.0f,\"plain_ms\":%.4f,"
+        "\"plain_MBps\":%.1f,\"curve_ms\":%.4f,\"curve_MBps\":%.1f,\"ratio\":%.3f,"
+        "\"ratio_min\":%.3f,\"ratio_max\":%.3f,\"rounds\":%zu}\n",
+        k.first.c_str(), k.second, c.bytes, p, c.bytes / p / 1e3, q, c.bytes / q / 1e3,
+        Median(ratios), *std::min_element(ratios.begin(), ratios.end()),
+        *std::max_element(ratios.begin(), ratios.end()), ratios.size());
+  }
+  return failed ? 1 : 0;
+}
+
 int RunDriver(char** argv) {
   int failed = 0;
   for (int servers : {1, 2}) {
@@ -242,5 +325,21 @@ int main(int argc, char** argv) {
                         static_cast<size_t>(IntFlag(argc, argv, "--max-keys", 10000000)));
   }
   if (std::getenv("DMLC_ROLE")) return RunNode(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "--curve") == 0) {
+    // Each job measures every size once; the rounds are the jobs, in turn with and without.
+    std::vector<char*> node_argv = {argv[0]};
+    for (int i = 2; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--rounds") == 0) {
+        ++i;  // the driver's, not the nodes'
+      } else {
+        node_argv.push_back(argv[i]);
+      }
+    }
+    static char one[] = "1", rounds_flag[] = "--rounds";
+    node_argv.push_back(rounds_flag);
+    node_argv.push_back(one);
+    node_argv.push_back(nullptr);
+    return RunCurveDriver(node_argv.data(), IntFlag(argc, argv, "--rounds", 5));
+  }
   return RunDriver(argv);
 }

@@ -14,6 +14,7 @@ packages=(
   libxxhash-dev                       # filters: key list signatures (XXH3)
   libgtest-dev                        # tests
   clang-format                        # make lint
+  clang-14 libclang-rt-14-dev         # make fuzz: libFuzzer targets (make test replays them)
   openmpi-bin                         # launcher: mpi mode
   openssh-server openssh-client       # launcher: ssh mode
   iproute2                            # tests/cluster: network namespaces, veth, htb

@@ -15,8 +15,20 @@ it its role:
                        (under --launcher mpi, its MPI rank; under slurm, its SLURM_PROCID)
     DMLC_JOB_CLUSTER   local, ssh, mpi or slurm, as dmlc-core's tracker sets it
     PS_REPORT_RANK     1: a Slackline node tells the launcher its rank once it has registered
+    PS_KEY_FILE        the job key (see Security), unless --insecure
 
 and every --env NAME=VALUE.
+
+Security: unless --insecure, the launcher makes a job key (a CURVE secret key, 32 random
+bytes in Z85) and every node gets it in a file only its user can read (mode 0600), named by
+PS_KEY_FILE; the key is never on a command line or in a log. Every connection of the job is
+then authenticated and encrypted, and only holders of the key get in. local: the file is in a
+private temporary folder of this machine. ssh: the key goes down the ssh connection's stdin
+and the remote script writes it to a private temporary file there. mpi, slurm: mpirun (srun)
+passes it on in the environment of the ranks (never in its arguments), and each rank's
+`--mpi-node`/`--slurm-node` writes it to a private file on its host. The files are removed
+when the node exits. --key-file FILE uses an existing key file instead (local launcher; it
+must be mode 0600).
 
 Launchers:
   local  every node is a process on this machine.
@@ -71,6 +83,8 @@ says which node or why.
 """
 
 import argparse
+import secrets
+import tempfile
 import math
 import os
 import queue
@@ -86,6 +100,52 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 LAUNCHERS = ("local", "ssh", "mpi", "slurm")
+
+# The most nodes of each role a job may have: the node table is built after this check.
+MAX_NODES = 100000
+
+# Z85 (ZeroMQ RFC 32), the encoding of CURVE keys.
+Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+# The variable that carries the job key to the ranks of mpirun and srun (never to a node:
+# --mpi-node and --slurm-node turn it into a file and PS_KEY_FILE).
+KEY_VAR = "SLACKLINE_JOB_KEY"
+
+
+def z85_encode(data: bytes) -> str:
+    """Z85 of "data", whose length is a multiple of 4."""
+    out = []
+    for i in range(0, len(data), 4):
+        value = int.from_bytes(data[i:i + 4], "big")
+        chunk = []
+        for _ in range(5):
+            value, digit = divmod(value, 85)
+            chunk.append(Z85[digit])
+        out.extend(reversed(chunk))
+    return "".join(out)
+
+
+def new_job_key() -> str:
+    """A fresh job key: a CURVE secret key (any 32 random bytes are one) in Z85."""
+    return z85_encode(secrets.token_bytes(32))
+
+
+def write_key_file(key: str) -> Tuple[str, str]:
+    """Writes "key" to a new file in a new private folder; returns (folder, file)."""
+    folder = tempfile.mkdtemp(prefix="slackline-key-")  # mode 0700
+    path = os.path.join(folder, "job.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return folder, path
+
+
+def remove_key_file(folder: str, path: str) -> None:
+    for remove, name in ((os.unlink, path), (os.rmdir, folder)):
+        try:
+            remove(name)
+        except OSError:
+            pass
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TIMEOUT_EXIT_CODE = 124  # as coreutils' timeout(1)
 USAGE_EXIT_CODE = 2
@@ -115,6 +175,7 @@ METRICS_REPORT = re.compile(rb"@@slackline-metrics (\S+)\n?")
 # on fd 3 for the watcher. When the node exits on its own, the rest of its group and the
 # watcher are killed and the script exits with the node's status.
 REMOTE_SCRIPT = (
+    "{key}"
     "cd {cwd} || exit 1; "
     "export {exports}; "
     "exec 3<&0 </dev/null; "
@@ -124,7 +185,14 @@ REMOTE_SCRIPT = (
     "exec 3<&-; "
     "wait $node; status=$?; "
     "kill -KILL -$node -$watcher $watcher 2>/dev/null; "
+    "{key_cleanup}"
     "exit $status")
+# With a job key, the script first reads it from the session's stdin (the launcher writes it
+# as the first line; sh's read takes no byte beyond the newline) into a private file.
+REMOTE_KEY = ('IFS= read -r key || exit 1; kf=$(umask 077; mktemp) || exit 1; '
+              'printf "%s\\n" "$key" > "$kf"; key=; export PS_KEY_FILE="$kf"; ')
+REMOTE_KEY_CLEANUP = 'rm -f "$kf"; '
+
 
 
 class UsageError(Exception):
@@ -354,6 +422,7 @@ class Launch:
     env: Dict[str, str]        # added to the launcher's environment
     stop_wait: float           # seconds from SIGTERM to SIGKILL when the job stops
     keep_stdin: bool = False   # ssh: a pipe left open; its end-of-file stops the remote node
+    stdin_first: bytes = b""   # ssh: written to that pipe first (the job key's line)
     from_mpirun: bool = False  # mpirun or srun: lines are prefixed by --mpi-node or --slurm-node,
                                # which report failures
 
@@ -418,6 +487,12 @@ class Job:
             self._fail(launch.name, *start_failure(e, launch.argv))
             return
         self._running[launch] = proc
+        if launch.stdin_first:
+            try:
+                proc.stdin.write(launch.stdin_first)
+                proc.stdin.flush()
+            except OSError:
+                pass  # it exited already; its exit says why
         self._say_verbose(f"started {launch.name} (pid {proc.pid}): {shlex.join(launch.argv)}")
         sink = (lambda line, is_err: self._mpirun_line(launch, line, is_err)) \
             if launch.from_mpirun else (
@@ -540,22 +615,28 @@ def plan_local(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
 def plan_ssh(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
     scheduler, others = nodes[0], nodes[1:]
     scheduler_env = dict(job_env, **scheduler.env(), DMLC_NODE_HOST=args.scheduler_host)
+    scheduler_env.pop(KEY_VAR, None)
     plan = Plan([(scheduler.name, scheduler_env)],
                 [Launch(scheduler.name, args.command, scheduler_env, args.grace)])
     ssh = ["ssh", "-o", "BatchMode=yes"]
     for option in args.ssh_option:
         ssh += ["-o", option]
+    key = job_env.get(KEY_VAR)
     for node, host in spread(others, args.hosts):
         # A node advertises its host's name from the hostfile, or its interface's address.
         env = dict(job_env, **node.env(), **host_address_env(host))
+        env.pop(KEY_VAR, None)
+        env.pop("PS_KEY_FILE", None)  # the remote script makes its own
         script = REMOTE_SCRIPT.format(
+            key=REMOTE_KEY if key else "", key_cleanup=REMOTE_KEY_CLEANUP if key else "",
             cwd=shlex.quote(os.getcwd()),
             exports=" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
             command=shlex.join(args.command), grace=f"{args.grace:g}")
         port = ["-p", str(host.port)] if host.port else []
         argv = ssh + port + [host.name, "sh -c " + shlex.quote(script)]
         plan.node_envs.append((node.name, env))
-        plan.launches.append(Launch(node.name, argv, {}, args.grace, keep_stdin=True))
+        plan.launches.append(Launch(node.name, argv, {}, args.grace, keep_stdin=True,
+                                    stdin_first=(key + "\n").encode() if key else b""))
     return plan
 
 
@@ -582,10 +663,15 @@ def plan_mpi(args, nodes: List[Node], job_env: Dict[str, str]) -> Plan:
     if interfaces:
         # mpirun gives every rank the same variables: each --mpi-node finds its host.
         job_env = dict(job_env, PS_LAUNCH_INTERFACES=interfaces)
+    secret = {}
     for name, value in job_env.items():
-        argv += ["-x", f"{name}={value}"]
+        if name == KEY_VAR:
+            argv += ["-x", name]  # the value comes from mpirun's environment, not its arguments
+            secret[name] = value
+        elif name != "PS_KEY_FILE":
+            argv += ["-x", f"{name}={value}"]
     argv += [sys.executable, os.path.abspath(__file__), "--mpi-node", "--"] + args.command
-    launch = Launch("mpirun", argv, {}, 2 * kill_timeout + 2, from_mpirun=True)
+    launch = Launch("mpirun", argv, secret, 2 * kill_timeout + 2, from_mpirun=True)
     return Plan([(node.name, dict(job_env, **node.env())) for node in nodes], [launch])
 
 
@@ -605,7 +691,8 @@ PLANNERS = {"local": plan_local, "ssh": plan_ssh, "mpi": plan_mpi, "slurm": plan
 
 def print_plan(plan: Plan) -> None:
     for name, env in plan.node_envs:
-        print(f"[{name}] env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
+        print(f"[{name}] env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
+                                            if k != KEY_VAR))
     for launch in plan.launches:
         print(f"[{launch.name}] run: {shlex.join(launch.argv)}")
 
@@ -628,6 +715,19 @@ def run_mpi_node(command: List[str], starter: str = "mpi") -> int:
     reported.
     """
     flag, program, rank_var, size_var = TASK_STARTERS[starter]
+    key = os.environ.pop(KEY_VAR, None)
+    key_file = write_key_file(key) if key else None
+    try:
+        return _run_task(command, starter, key_file[1] if key_file else None)
+    finally:
+        if key_file:
+            remove_key_file(*key_file)
+
+
+def _run_task(command: List[str], starter: str, key_file: Optional[str]) -> int:
+    flag, program, rank_var, size_var = TASK_STARTERS[starter]
+    if key_file:
+        os.environ["PS_KEY_FILE"] = key_file
     try:
         num_servers = int(os.environ["DMLC_NUM_SERVER"])
         num_workers = int(os.environ["DMLC_NUM_WORKER"])
@@ -763,6 +863,12 @@ def make_parser() -> argparse.ArgumentParser:
                         help="seconds from SIGTERM to SIGKILL when stopping nodes (default: 2)")
     parser.add_argument("--log-dir", metavar="DIR",
                         help="also write each node's output to DIR/<node>.log")
+    parser.add_argument("--insecure", action="store_true",
+                        help="no job key: the job's connections are neither authenticated nor "
+                             "encrypted")
+    parser.add_argument("--key-file", metavar="FILE",
+                        help="use this job key file (mode 0600) instead of making a key "
+                             "(local launcher)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print each node's environment and the commands to run; "
                              "start nothing")
@@ -791,6 +897,23 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         return args
     if args.num_servers is None or args.num_workers is None:
         raise UsageError("give the number of servers and workers: -s S -n W")
+    for flag, count in (("-s", args.num_servers), ("-n", args.num_workers)):
+        if count > MAX_NODES:
+            raise UsageError(f"{flag} {count} is more than the {MAX_NODES} nodes of a role a job "
+                             "may have")
+    if args.insecure and args.key_file:
+        raise UsageError("--insecure and --key-file contradict each other")
+    if args.key_file:
+        if args.launcher != "local":
+            raise UsageError("--key-file is for --launcher local; the other launchers hand "
+                             "their own key to every host")
+        try:
+            mode = os.stat(args.key_file).st_mode
+        except OSError as e:
+            raise UsageError(f"--key-file {args.key_file}: {e.strerror}")
+        if mode & 0o077:
+            raise UsageError(f"--key-file {args.key_file} is open to other users (chmod 600 it)")
+        args.key_file = os.path.abspath(args.key_file)
     if args.launcher == "ssh" and not args.hostfile:
         raise UsageError("--launcher ssh needs -H/--hostfile")
     if args.launcher == "local" and args.hostfile:
@@ -823,6 +946,9 @@ def main(argv: List[str]) -> int:
         print(f"launch.py: error: {e}", file=sys.stderr)
         return USAGE_EXIT_CODE
     nodes = job_nodes(args.num_servers, args.num_workers)
+    key = key_folder = None
+    if not args.insecure and not args.key_file and not args.dry_run:
+        key = new_job_key()
     job_env = {
         "DMLC_NUM_SERVER": str(args.num_servers),
         "DMLC_NUM_WORKER": str(args.num_workers),
@@ -832,6 +958,24 @@ def main(argv: List[str]) -> int:
         "PS_REPORT_RANK": "1",
         **dict(args.env),
     }
+    if args.key_file:
+        job_env["PS_KEY_FILE"] = args.key_file
+    elif key and args.launcher in ("local", "ssh"):
+        key_folder, job_env["PS_KEY_FILE"] = write_key_file(key)  # ssh: for the scheduler
+        if args.launcher == "ssh":
+            job_env[KEY_VAR] = key  # goes down stdin to every other node
+    elif key:
+        job_env[KEY_VAR] = key  # mpi, slurm: the environment of the ranks
+    elif not args.insecure:
+        job_env["PS_KEY_FILE"] = "<a job key file made at start>"  # --dry-run
+    try:
+        return _run_plan(args, nodes, job_env)
+    finally:
+        if key_folder:
+            remove_key_file(key_folder, job_env["PS_KEY_FILE"])
+
+
+def _run_plan(args, nodes: List[Node], job_env: Dict[str, str]) -> int:
     plan = PLANNERS[args.launcher](args, nodes, job_env)
     if args.dry_run:
         print_plan(plan)

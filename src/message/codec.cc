@@ -11,6 +11,7 @@ void EncodeNode(const Node& n, wire::PBNode* pb) {
   pb->set_hostname(n.hostname);
   pb->set_port(n.port);
   pb->set_customer_id(n.customer_id);
+  if (!n.conn_key.empty()) pb->set_conn_key(n.conn_key);
 }
 
 bool InRange(int v, int n) { return v >= 0 && v < n; }
@@ -128,6 +129,7 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
       n.hostname = pn.hostname();
       n.port = pn.port();
       n.customer_id = pn.customer_id();
+      n.conn_key = pn.conn_key();
       c.node.push_back(std::move(n));
     }
     c.barrier_group = pc.barrier_group();

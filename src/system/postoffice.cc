@@ -11,8 +11,9 @@
 namespace ps {
 namespace {
 
-// Requests kept for an app that does not exist yet, at most.
+// Requests kept for an app that does not exist yet, at most; and apps they may wait for.
 constexpr size_t kMaxWaitingRequests = 1 << 16;
+constexpr size_t kMaxWaitingApps = 64;
 
 // "worker 0: sent 1200 bytes, received 3400 bytes, dropped 2 messages (bad meta 2)".
 std::string TrafficSummary(const Van& van) {
@@ -113,6 +114,12 @@ Status Postoffice::ParseConfigLocked() {
   check(env_->GetSeconds("PS_START_TIMEOUT", 60, 0.1, &o.start_timeout));
   check(env_->GetSeconds("PS_HEARTBEAT_INTERVAL", 1, 0, &o.heartbeat_interval));
   check(env_->GetSeconds("PS_HEARTBEAT_TIMEOUT", 10, 0.1, &o.heartbeat_timeout));
+  o.key_file = env_->GetString("PS_KEY_FILE");
+  long max_message_mb = 0, max_waiting_mb = 0;
+  check(env_->GetInt("PS_MAX_MESSAGE_MB", 1024, 1, 1 << 20, &max_message_mb));
+  o.max_message_bytes = static_cast<int64_t>(max_message_mb) << 20;
+  check(env_->GetInt("PS_MAX_WAITING_MB", 256, 0, 1 << 20, &max_waiting_mb));
+  max_waiting_bytes_ = static_cast<size_t>(max_waiting_mb) << 20;
   if (s.ok() && o.heartbeat_interval > 0 && o.heartbeat_timeout < 2 * o.heartbeat_interval) {
     std::ostringstream os;
     os << "PS_HEARTBEAT_TIMEOUT=" << o.heartbeat_timeout
@@ -364,7 +371,10 @@ std::string Postoffice::MyName() const {
     Node me = van_->my_node();
     return me.id != Node::kEmpty ? me.ShortName() : RoleName(me.role);
   }
-  return config_parsed_ && config_status_.ok() ? RoleName(options_.role) : "node";
+  if (config_parsed_ && config_status_.ok()) return RoleName(options_.role);
+  // A configuration error elsewhere still names the role, when DMLC_ROLE gives one.
+  std::string role = env_->GetString("DMLC_ROLE");
+  return role == "scheduler" || role == "server" || role == "worker" ? role : "node";
 }
 
 void Postoffice::Die(const Status& why) const {
@@ -397,7 +407,10 @@ void Postoffice::AddCustomer(Customer* customer) {
   if (it != waiting_.end()) {
     // Requests only (a response for no customer is dropped), which Accept just queues for the
     // customer's thread: no user code runs under the lock, and they keep their order.
-    for (const Message& m : it->second) customer->Accept(m);
+    for (const Message& m : it->second) {
+      waiting_bytes_ -= m.data_bytes();
+      customer->Accept(m);
+    }
     waiting_.erase(it);
   }
 }
@@ -477,12 +490,33 @@ void Postoffice::OnData(Message&& msg) {
     } else {
       // The app may not exist yet: servers often create it after Start. Keep the request for
       // it, up to a bound, so that requests for an app that never comes cannot exhaust memory.
+      // Bounded in bytes, in requests per app and in apps, so that requests for apps that
+      // never come cannot exhaust memory.
+      auto it = waiting_.find(msg.meta.app_id);
+      if (it == waiting_.end() && waiting_.size() >= kMaxWaitingApps) {
+        return van_->Drop(DropReason::kOverLimit, "request for app " +
+                                                      std::to_string(msg.meta.app_id) +
+                                                      ": requests wait "
+                                                      "for " +
+                                                      std::to_string(waiting_.size()) +
+                                                      " apps that do not exist yet already");
+      }
+      if (waiting_bytes_ + msg.data_bytes() > max_waiting_bytes_) {
+        return van_->Drop(DropReason::kOverLimit,
+                          "request for app " + std::to_string(msg.meta.app_id) +
+                              ": requests for apps that do not exist yet hold " +
+                              std::to_string(waiting_bytes_ >> 20) +
+                              " MB already "
+                              "(PS_MAX_WAITING_MB=" +
+                              std::to_string(max_waiting_bytes_ >> 20) + ")");
+      }
       auto& waiting = waiting_[msg.meta.app_id];
       if (waiting.size() >= kMaxWaitingRequests) {
         return van_->Drop(DropReason::kUnroutable,
                           "request for app " + std::to_string(msg.meta.app_id) + ", which has " +
                               std::to_string(waiting.size()) + " requests waiting for it already");
       }
+      waiting_bytes_ += msg.data_bytes();
       waiting.push_back(std::move(msg));
       return;
     }

@@ -23,6 +23,19 @@ std::string InterfaceAddress(const std::string& name) {
   return found;
 }
 
+Status CheckResolves(const std::string& host) {
+  struct addrinfo hints = {};
+  hints.ai_family = AF_INET;
+  struct addrinfo* res = nullptr;
+  int err = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (res) freeaddrinfo(res);
+  if (err != 0) {
+    return Status::InvalidArgument("DMLC_PS_ROOT_URI=" + host +
+                                   " does not resolve to an address (" + gai_strerror(err) + ")");
+  }
+  return Status::OK();
+}
+
 Status RouteAddress(const std::string& host, int port, std::string* addr) {
   struct addrinfo hints = {};
   hints.ai_family = AF_INET;

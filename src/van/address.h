@@ -15,5 +15,8 @@ std::string InterfaceAddress(const std::string& name);
 // this node at. "host" may be a name or an address. Sends nothing.
 Status RouteAddress(const std::string& host, int port, std::string* addr);
 
+// OK when "host" (DMLC_PS_ROOT_URI) resolves to an IPv4 address, else an error naming it.
+Status CheckResolves(const std::string& host);
+
 }  // namespace ps
 #endif  // PS_VAN_ADDRESS_H_

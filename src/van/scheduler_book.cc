@@ -21,6 +21,12 @@ bool SchedulerBook::Register(const Node& node, Node* registered, std::string* wh
   }
   const std::string key = node.hostname + ":" + std::to_string(node.port);
   auto it = by_address_.find(key);
+  if (it != by_address_.end() && registered_[it->second].node.conn_key != node.conn_key) {
+    // Another customer of a registered node comes on that node's connection; this one does not.
+    *why = std::string("a ") + RoleName(node.role) + " at " + key +
+           " registered on another connection than the node registered there";
+    return false;
+  }
   if (it == by_address_.end()) {
     Node n = node;
     n.id = r == 0 ? 8 + 2 * nodes_[0] : 9 + 2 * nodes_[1];

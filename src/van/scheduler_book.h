@@ -20,7 +20,8 @@ class SchedulerBook {
 
   // Registers one customer of "node" (its id unset): the first customer of a host:port gives
   // the node its id (ps-lite's: server rank r is 8 + 2r, worker rank r is 9 + 2r). Returns
-  // false, saying why in "why", when the role already has all its registrations.
+  // false, saying why in "why", when the role already has all its registrations, or when the
+  // address is registered already with another connection key (Node::conn_key).
   bool Register(const Node& node, Node* registered, std::string* why);
   // Every registration the job waits for came in.
   bool complete() const;

@@ -8,6 +8,8 @@
 #include "ps/base.h"
 #include "ps/internal/postoffice.h"
 #include "van/address.h"
+#include "van/job_key.h"
+#include "van/peer_guard.h"
 #include "van/scheduler_book.h"
 
 namespace ps {
@@ -23,6 +25,13 @@ constexpr double kReconnectGraceSeconds = 0.5;
 
 // Data messages kept while this node waits for the node list, at most.
 constexpr size_t kMaxEarlyMessages = 1 << 16;
+
+// Refused registrations the scheduler answers per second, at most; beyond, it refuses in
+// silence, so that a flood of registrations cannot make it open connections without bound.
+constexpr int kMaxRefusalNoticesPerSecond = 20;
+
+// Said once per process: a node without the job key.
+std::atomic<bool> said_unauthenticated{false};
 
 int GroupOf(Node::Role role) {
   switch (role) {
@@ -55,7 +64,9 @@ const char* DropReasonName(DropReason r) {
                                  "bad control message",
                                  "unknown sender or receiver",
                                  "sender already dead",
-                                 "no customer can take it"};
+                                 "no customer can take it",
+                                 "claimed sender does not match its connection",
+                                 "over a limit"};
   return kNames[static_cast<int>(r)];
 }
 
@@ -66,6 +77,23 @@ std::unique_ptr<Van> Van::Create(const std::string& type) {
 Van::Van(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
 
 Van::~Van() { Stop(); }
+
+Status Van::ConfigureTransport() {
+  Transport::Options t;
+  guard_.reset(new PeerGuard(PeerGuard::NewToken()));
+  refusal_warnings_.reset(new RateLimitedWarning());
+  t.identity = guard_->token();
+  t.max_message_bytes = options_.max_message_bytes;
+  if (!options_.key_file.empty()) {
+    Status s = LoadJobKey(options_.key_file, &t.public_key, &t.secret_key);
+    if (!s.ok()) return s;
+  } else if (!said_unauthenticated.exchange(true)) {
+    LOG(WARNING) << RoleName(options_.role)
+                 << ": PS_KEY_FILE is not set: this job is unauthenticated and unencrypted "
+                    "(tracker/launch.py makes a job key unless given --insecure)";
+  }
+  return transport_->Configure(t);
+}
 
 Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure,
                   FatalHandler on_fatal) {
@@ -85,6 +113,10 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
     std::lock_guard<std::mutex> lk(mu_);
     my_node_ = me;
   }
+  // Every node, the scheduler included, needs the scheduler's address: fail at once, not at the
+  // start-up deadline, when it names no host.
+  Status resolves = CheckResolves(options.scheduler_host);
+  if (!resolves.ok()) return resolves;
   if (is_scheduler_) {
     me.hostname = options.scheduler_host;
   } else if (!options.node_host.empty()) {
@@ -100,6 +132,8 @@ Status Van::Start(const VanOptions& options, DataHandler on_data, FailureHandler
     if (!s.ok()) return s;
   }
 
+  Status configured = ConfigureTransport();
+  if (!configured.ok()) return configured;
   int port = 0;
   Status s = transport_->Bind(is_scheduler_ ? options.scheduler_port : 0, options.linger_ms, &port);
   if (!s.ok()) {
@@ -371,15 +405,16 @@ void Van::ReceiveOnce() {
   int timeout_ms = static_cast<int>(
       std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now).count());
   std::vector<SArray<char>> frames;
-  if (transport_->Recv(&frames, std::max(0, std::min(tick_ms_, timeout_ms)))) {
-    ProcessFrames(std::move(frames));
+  std::string peer;
+  if (transport_->Recv(&frames, &peer, std::max(0, std::min(tick_ms_, timeout_ms)))) {
+    ProcessFrames(std::move(frames), &peer);
   }
   std::deque<Message> local;
   {
     std::lock_guard<std::mutex> lk(local_mu_);
     local.swap(local_);
   }
-  for (Message& m : local) Dispatch(std::move(m));
+  for (Message& m : local) Dispatch(std::move(m), nullptr);
   now = Clock::now();
   if (now >= next_tick_) {
     Tick();
@@ -420,7 +455,7 @@ uint64_t Van::dropped_total() const {
   return n;
 }
 
-void Van::ProcessFrames(std::vector<SArray<char>>&& frames) {
+void Van::ProcessFrames(std::vector<SArray<char>>&& frames, const std::string* peer) {
   if (frames.empty()) return Drop(DropReason::kEmpty, "");
   size_t bytes = 0;
   for (const auto& f : frames) bytes += f.size();
@@ -443,16 +478,16 @@ void Van::ProcessFrames(std::vector<SArray<char>>&& frames) {
   }
   msg.data.assign(std::make_move_iterator(frames.begin() + 1),
                   std::make_move_iterator(frames.end()));
-  Dispatch(std::move(msg));
+  Dispatch(std::move(msg), peer);
 }
 
-void Van::Dispatch(Message&& msg) {
+void Van::Dispatch(Message&& msg, const std::string* peer) {
   if (options_.verbose >= 2) LOG(INFO) << "recv " << msg.DebugString();
   if (!msg.meta.control.empty()) {
     if (is_scheduler_) {
-      ProcessControlAtScheduler(msg);
+      ProcessControlAtScheduler(msg, peer);
     } else {
-      ProcessControlAtNode(msg);
+      ProcessControlAtNode(msg, peer);
     }
     return;
   }
@@ -462,7 +497,8 @@ void Van::Dispatch(Message&& msg) {
     if (early_.size() >= kMaxEarlyMessages) {
       return Drop(DropReason::kUnknownSender, "data before this node joined the job");
     }
-    early_.push_back(std::move(msg));
+    // A routing id is never empty: empty marks a message from this process.
+    early_.emplace_back(std::move(msg), peer ? *peer : std::string());
     return;
   }
   // nodes_ and dead_ change on the receiving thread only, so reading them here needs no lock.
@@ -474,11 +510,31 @@ void Van::Dispatch(Message&& msg) {
   if (dead_.count(sender)) {
     return Drop(DropReason::kDeadSender, nodes_[sender].ShortName());
   }
+  if (peer && !(sender == kScheduler ? guard_->FromScheduler(*peer)
+                                     : guard_->IsNode(*peer, nodes_[sender]))) {
+    return Drop(
+        DropReason::kForgedSender,
+        "data claiming to be from " + nodes_[sender].ShortName() + " on another connection");
+  }
   on_data_(std::move(msg));
 }
 
-void Van::ProcessControlAtScheduler(Message& msg) {
+void Van::ProcessControlAtScheduler(Message& msg, const std::string* peer) {
   const Control& ctl = msg.meta.control;
+  if (ctl.cmd == Control::ADD_NODE && msg.meta.request) return ProcessAddNode(msg, peer);
+  // Anything else comes from a registered node, on that node's own connection.
+  if (peer) {
+    auto node = nodes_.find(msg.meta.sender);
+    if (node == nodes_.end() || msg.meta.sender == kScheduler) {
+      return Drop(DropReason::kBadControl,
+                  ctl.DebugString() + " from node " + std::to_string(msg.meta.sender));
+    }
+    if (!guard_->IsNode(*peer, node->second)) {
+      return Drop(DropReason::kForgedSender, ctl.DebugString() + " claiming to be from " +
+                                                 node->second.ShortName() +
+                                                 " on another connection");
+    }
+  }
   // A server that was declared dead and replaced, heard from again: it was frozen or cut off,
   // and must not come back. It is told so (it exits); what it says is ignored.
   if (chains_.k() > 1 && dead_.count(msg.meta.sender) && nodes_.count(msg.meta.sender) &&
@@ -488,9 +544,6 @@ void Van::ProcessControlAtScheduler(Message& msg) {
   auto seen = last_seen_.find(msg.meta.sender);
   if (seen != last_seen_.end()) seen->second = Clock::now();
   switch (ctl.cmd) {
-    case Control::ADD_NODE:
-      if (msg.meta.request) return ProcessAddNode(msg);
-      break;
     case Control::BARRIER:
       if (msg.meta.request) return ProcessBarrier(msg);
       // The scheduler's own barrier, released by itself.
@@ -523,13 +576,22 @@ void Van::ProcessControlAtScheduler(Message& msg) {
   Drop(DropReason::kBadControl, ctl.DebugString() + " from " + std::to_string(msg.meta.sender));
 }
 
-void Van::ProcessAddNode(const Message& msg) {
+void Van::ProcessAddNode(const Message& msg, const std::string* peer) {
   const Control& ctl = msg.meta.control;
   if (ctl.node.size() != 1 || ctl.node[0].role == Node::SCHEDULER || ctl.node[0].port <= 0 ||
       ctl.node[0].port > 65535 || ctl.node[0].hostname.empty()) {
+    ++refused_registrations_;
     return Drop(DropReason::kBadControl, "malformed registration " + ctl.DebugString());
   }
-  const Node& node = ctl.node[0];
+  // The registration's connection gives the node its key: its later messages must come on a
+  // connection with the same token. One fed by this process (tests) gets a fresh token.
+  const std::string token = peer ? *peer : PeerGuard::NewToken();
+  Node node = ctl.node[0];
+  node.conn_key = PeerGuard::KeyOf(token);
+  if (node.conn_key.empty()) {
+    ++refused_registrations_;
+    return Drop(DropReason::kBadControl, "registration on a connection without a token");
+  }
   Node registered;
   std::string why;
   if (!fatal_.ok()) {
@@ -539,18 +601,11 @@ void Van::ProcessAddNode(const Message& msg) {
   } else if (book_->Register(node, &registered, &why)) {
     why.clear();
   }
-  if (!why.empty()) {
-    // One node too many: tell it so, on a throwaway id, rather than let it wait for nothing.
-    int id = --next_reject_id_;
-    transport_->SetAddress(id, node.hostname, node.port, false);
-    Control bye;
-    bye.cmd = Control::TERMINATE;
-    bye.reason = why;
-    LOG(WARNING) << bye.reason;
-    return SendControl(id, bye, false);
-  }
-  // Watched from now on: its process dying breaks this connection.
-  transport_->SetAddress(registered.id, registered.hostname, registered.port, true);
+  if (!why.empty()) return RefuseRegistration(node, token, why);
+  // Watched from now on: its process dying breaks this connection. The connection carries the
+  // node's own token, by which the node knows its scheduler.
+  transport_->SetAddress(registered.id, registered.hostname, registered.port, true,
+                         PeerGuard::SchedulerRoutingId(token));
   if (options_.verbose >= 1) {
     LOG(INFO) << "registered " << registered.DebugString() << " customer " << node.customer_id
               << " (" << book_->Counts() << ")";
@@ -577,6 +632,27 @@ void Van::ProcessAddNode(const Message& msg) {
   std::lock_guard<std::mutex> lk(mu_);
   ready_ = true;
   cv_.notify_all();
+}
+
+void Van::RefuseRegistration(const Node& node, const std::string& token, const std::string& why) {
+  ++refused_registrations_;
+  refusal_warnings_->Warn(why, "registrations refused");
+  auto now = Clock::now();
+  if (now - refusal_second_ > std::chrono::seconds(1)) {
+    refusal_second_ = now;
+    refusal_notices_ = 0;
+  }
+  if (++refusal_notices_ > kMaxRefusalNoticesPerSecond) return;
+  // One node too many: tell it so, on a throwaway id, rather than let it wait for nothing; then
+  // close that connection (the linger lets the notice go out).
+  int id = --next_reject_id_;
+  if (next_reject_id_ < -1000000) next_reject_id_ = -1000;
+  transport_->SetAddress(id, node.hostname, node.port, false, PeerGuard::SchedulerRoutingId(token));
+  Control bye;
+  bye.cmd = Control::TERMINATE;
+  bye.reason = why;
+  SendControl(id, bye, false);
+  transport_->Forget(id);
 }
 
 void Van::ProcessBarrier(const Message& msg) {
@@ -610,14 +686,19 @@ void Van::SetBarrierResult(int customer_id, const Status& s) {
   cv_.notify_all();
 }
 
-void Van::ProcessControlAtNode(Message& msg) {
+void Van::ProcessControlAtNode(Message& msg, const std::string* peer) {
   Control& ctl = msg.meta.control;
   bool from_scheduler = msg.meta.sender == kScheduler;
-  if (from_scheduler) last_heard_scheduler_ = Clock::now();
   if (!from_scheduler || msg.meta.request) {
     return Drop(DropReason::kBadControl,
                 ctl.DebugString() + " from node " + std::to_string(msg.meta.sender));
   }
+  // Only the scheduler's own connection to this node may speak as the scheduler.
+  if (peer && !guard_->FromScheduler(*peer)) {
+    return Drop(DropReason::kForgedSender,
+                ctl.DebugString() + " claiming to be from the scheduler on another connection");
+  }
+  last_heard_scheduler_ = Clock::now();
   switch (ctl.cmd) {
     case Control::ADD_NODE: {
       bool mine = false;
@@ -646,9 +727,11 @@ void Van::ProcessControlAtNode(Message& msg) {
         ready_ = true;
         cv_.notify_all();
       }
-      std::vector<Message> early;
+      std::vector<std::pair<Message, std::string>> early;
       early.swap(early_);
-      for (Message& m : early) Dispatch(std::move(m));
+      for (auto& m : early) {
+        Dispatch(std::move(m.first), m.second.empty() ? nullptr : &m.second);
+      }
       return;
     }
     case Control::BARRIER:
@@ -842,15 +925,34 @@ void Van::Tick() {
   auto now = Clock::now();
   const double timeout = options_.heartbeat_timeout;
   const bool watch = ready_ && !finalizing_;
+  if (!is_scheduler_ && !ready_ && fatal_.ok() && transport_->HandshakeFailed(kScheduler)) {
+    // Without the job's key the scheduler closes every connection in the handshake: waiting
+    // for the start-up deadline would only hide why.
+    std::lock_guard<std::mutex> lk(mu_);
+    fatal_ = Status::InvalidArgument(
+        "cannot authenticate with the scheduler at " + options_.scheduler_host + ":" +
+        std::to_string(options_.scheduler_port) + ": " +
+        (options_.key_file.empty()
+             ? "the job is authenticated and this node has no key (set PS_KEY_FILE to the "
+               "job's key file)"
+             : "it refused this node's key (PS_KEY_FILE=" + options_.key_file +
+                   " is not this job's key)"));
+    cv_.notify_all();
+  }
   if (is_scheduler_ && !ready_ && fatal_.ok() &&
       SecondsSince(start_time_) > options_.start_timeout) {
     // Name the missing roles first: that is what the user has to fix.
     std::string present;
     std::string missing = book_->Missing(&present);
-    FailStart(Status::Timeout("start-up timed out: only " + missing + " registered after " +
-                              FormatSeconds(options_.start_timeout) + " s" +
-                              (present.empty() ? "" : " (" + present + ")") +
-                              "; PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout)));
+    uint64_t refused = transport_->connection_counts().auth_refused;
+    FailStart(
+        Status::Timeout("start-up timed out: only " + missing + " registered after " +
+                        FormatSeconds(options_.start_timeout) + " s" +
+                        (present.empty() ? "" : " (" + present + ")") +
+                        "; PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout) +
+                        (refused ? "; " + std::to_string(refused) +
+                                       " connections were refused for not holding the job's key"
+                                 : "")));
   }
   if (!watch) return;
   // Broken connections that did not come back: the process at the other end died.
@@ -895,8 +997,9 @@ void Van::Tick() {
     // A node that was frozen (or cut off) reads what waits for it before it judges: the
     // scheduler may have spoken meanwhile (a replaced server's notice to exit).
     std::vector<SArray<char>> frames;
-    for (int i = 0; i < 1024 && !job_ended_ && transport_->Recv(&frames, 0); ++i) {
-      ProcessFrames(std::move(frames));
+    std::string peer;
+    for (int i = 0; i < 1024 && !job_ended_ && transport_->Recv(&frames, &peer, 0); ++i) {
+      ProcessFrames(std::move(frames), &peer);
       frames.clear();
     }
     if (job_ended_) return;

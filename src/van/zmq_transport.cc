@@ -41,14 +41,98 @@ std::unique_ptr<Transport> Transport::Create(const std::string& type) {
   return std::unique_ptr<Transport>(new ZMQTransport());
 }
 
+Status ZMQTransport::Configure(const Options& options) {
+  if (options.identity.empty() || options.identity.size() > 255 || options.identity[0] == '\0') {
+    return Status::InvalidArgument("a routing id has 1 to 255 bytes and no leading zero byte");
+  }
+  if (!options.public_key.empty()) {
+    if (!zmq_has("curve")) {
+      return Status::InvalidArgument(
+          "this libzmq has no CURVE security; run without PS_KEY_FILE (unauthenticated)");
+    }
+    uint8_t bin[32];
+    if (options.public_key.size() != 40 || options.secret_key.size() != 40 ||
+        !zmq_z85_decode(bin, options.public_key.c_str())) {
+      return Status::InvalidArgument("the job key is not a Z85 CURVE key of 40 characters");
+    }
+    public_key_bin_.assign(reinterpret_cast<const char*>(bin), sizeof(bin));
+  }
+  options_ = options;
+  return Status::OK();
+}
+
+void ZMQTransport::SetCurve(zmq::socket_t* socket, bool server) {
+  if (server) {
+    socket->set(zmq::sockopt::curve_server, 1);
+    socket->set(zmq::sockopt::zap_domain, "slackline");
+  } else {
+    socket->set(zmq::sockopt::curve_serverkey, options_.public_key);
+  }
+  socket->set(zmq::sockopt::curve_publickey, options_.public_key);
+  socket->set(zmq::sockopt::curve_secretkey, options_.secret_key);
+}
+
+void ZMQTransport::ServeZap(std::unique_ptr<zmq::socket_t> socket) {
+  // A request is: version, request id, domain, address, routing id, mechanism, credentials
+  // (for CURVE the client's 32-byte public key). The reply: version, request id, status code,
+  // status text, user id, metadata.
+  while (!zap_stop_.load()) {
+    zmq::pollitem_t item{socket->handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+      std::vector<zmq::message_t> request;
+      do {
+        request.emplace_back();
+        if (!socket->recv(request.back())) break;
+      } while (socket->get(zmq::sockopt::rcvmore));
+      bool ok = request.size() >= 7 && request[5].to_string() == "CURVE" &&
+                request[6].to_string() == public_key_bin_;
+      if (!ok) ++auth_refused_;
+      const std::string id = request.size() > 1 ? request[1].to_string() : "";
+      socket->send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+      socket->send(zmq::buffer(id), zmq::send_flags::sndmore);
+      socket->send(ok ? zmq::str_buffer("200") : zmq::str_buffer("400"), zmq::send_flags::sndmore);
+      socket->send(ok ? zmq::str_buffer("OK") : zmq::str_buffer("not the job's key"),
+                   zmq::send_flags::sndmore);
+      socket->send(zmq::str_buffer(""), zmq::send_flags::sndmore);
+      socket->send(zmq::str_buffer(""), zmq::send_flags::none);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      LOG(WARNING) << "the authentication handler failed: " << e.what();
+    }
+  }
+}
+
 Status ZMQTransport::Bind(int port, int linger_ms, int* bound_port) {
   linger_ms_ = linger_ms;
   try {
     context_.reset(new zmq::context_t(1));
     context_->set(zmq::ctxopt::max_sockets, 65536);
+    if (!options_.public_key.empty()) {
+      // Bound before the ROUTER exists, so that no connection comes in unchecked.
+      std::unique_ptr<zmq::socket_t> zap(new zmq::socket_t(*context_, zmq::socket_type::rep));
+      zap->set(zmq::sockopt::linger, 0);
+      zap->bind("inproc://zeromq.zap.01");
+      zap_stop_ = false;
+      zap_thread_ = std::thread(&ZMQTransport::ServeZap, this, std::move(zap));
+    }
     receiver_.reset(new zmq::socket_t(*context_, zmq::socket_type::router));
     receiver_->set(zmq::sockopt::rcvhwm, 0);
     receiver_->set(zmq::sockopt::linger, 0);
+    if (options_.max_message_bytes > 0) {
+      receiver_->set(zmq::sockopt::maxmsgsize, options_.max_message_bytes);
+    }
+    if (!options_.public_key.empty()) SetCurve(receiver_.get(), true);
+    const std::string monitor_endpoint =
+        "inproc://slackline-receiver-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+    if (zmq_socket_monitor(
+            receiver_->handle(), monitor_endpoint.c_str(),
+            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+      receiver_monitor_.reset(new zmq::socket_t(*context_, zmq::socket_type::pair));
+      receiver_monitor_->set(zmq::sockopt::linger, 0);
+      receiver_monitor_->connect(monitor_endpoint);
+    }
     // Port 0 asks the OS for a free port, read back below: no probe-then-bind race.
     receiver_->bind(port > 0 ? "tcp://*:" + std::to_string(port) : std::string("tcp://*:*"));
     std::string endpoint = receiver_->get(zmq::sockopt::last_endpoint);
@@ -56,25 +140,48 @@ Status ZMQTransport::Bind(int port, int linger_ms, int* bound_port) {
     wake_endpoint_ = "inproc://slackline-van-" + std::to_string(reinterpret_cast<uintptr_t>(this));
     receiver_->bind(wake_endpoint_);
   } catch (const zmq::error_t& e) {
+    receiver_monitor_.reset();
     receiver_.reset();
+    zap_stop_ = true;
+    if (zap_thread_.joinable()) zap_thread_.join();
     context_.reset();
     return Status::IOError(e.what());
   }
   return Status::OK();
 }
 
-void ZMQTransport::SetAddress(int id, const std::string& host, int port, bool watch) {
+void ZMQTransport::SetAddress(int id, const std::string& host, int port, bool watch,
+                              const std::string& routing_id) {
   std::string address = "tcp://" + host + ":" + std::to_string(port);
   std::lock_guard<std::mutex> lk(peers_mu_);
   auto it = peers_.find(id);
-  if (it != peers_.end() && it->second->address == address && it->second->watch == watch) return;
-  peers_[id] = std::make_shared<Peer>(address, watch);
+  if (it != peers_.end() && it->second->address == address && it->second->watch == watch &&
+      it->second->routing_id == routing_id) {
+    return;
+  }
+  peers_[id] = std::make_shared<Peer>(address, watch, routing_id);
+}
+
+void ZMQTransport::Forget(int id) {
+  std::shared_ptr<Peer> peer;
+  {
+    std::lock_guard<std::mutex> lk(peers_mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    peer = it->second;
+    peers_.erase(it);
+  }
+  std::lock_guard<std::mutex> lk(peer->mu);
+  peer->socket.reset();  // linger was set at creation: bounded wait for unsent data
 }
 
 void ZMQTransport::Connect(int id, Peer* peer) {
   peer->socket.reset(new zmq::socket_t(*context_, zmq::socket_type::dealer));
   peer->socket->set(zmq::sockopt::sndhwm, 0);
   peer->socket->set(zmq::sockopt::linger, linger_ms_);
+  const std::string& rid = peer->routing_id.empty() ? options_.identity : peer->routing_id;
+  if (!rid.empty()) peer->socket->set(zmq::sockopt::routing_id, zmq::buffer(rid));
+  if (!options_.public_key.empty()) SetCurve(peer->socket.get(), false);
   if (peer->watch) {
     // The monitor's reader connects before the DEALER does, so no event is missed.
     std::string endpoint;
@@ -82,8 +189,11 @@ void ZMQTransport::Connect(int id, Peer* peer) {
       std::lock_guard<std::mutex> lk(monitors_mu_);
       endpoint = wake_endpoint_ + "-monitor-" + std::to_string(monitor_count_++);
     }
-    if (zmq_socket_monitor(peer->socket->handle(), endpoint.c_str(),
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) == 0) {
+    if (zmq_socket_monitor(
+            peer->socket->handle(), endpoint.c_str(),
+            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
       Monitor m{
           id, std::unique_ptr<zmq::socket_t>(new zmq::socket_t(*context_, zmq::socket_type::pair))};
       m.socket->set(zmq::sockopt::linger, 0);
@@ -151,6 +261,41 @@ void ZMQTransport::ReadPeerEvents(const PeerEvent& on_event) {
         memcpy(&event, head.data(), sizeof(event));
         if (event == ZMQ_EVENT_CONNECTED) on_event(m.id, true);
         if (event == ZMQ_EVENT_DISCONNECTED) on_event(m.id, false);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) handshakes_[m.id].succeeded = true;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+          ++handshakes_[m.id].failed;
+        }
+        // A connection the peer closes before the handshake completed means the peer could
+        // not take our handshake: it holds another key, or wants one and we have none (a
+        // CURVE server does not always say so before it closes).
+        if (event == ZMQ_EVENT_DISCONNECTED && !handshakes_[m.id].succeeded) {
+          ++handshakes_[m.id].failed;
+        }
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    LOG(WARNING) << "reading connection events failed: " << e.what();
+  }
+  ReadReceiverEvents();
+}
+
+void ZMQTransport::ReadReceiverEvents() {
+  if (!receiver_monitor_) return;
+  try {
+    while (true) {
+      zmq::message_t head, address;
+      if (!receiver_monitor_->recv(head, zmq::recv_flags::dontwait)) break;
+      if (receiver_monitor_->get(zmq::sockopt::rcvmore)) (void)receiver_monitor_->recv(address);
+      if (head.size() < sizeof(uint16_t)) continue;
+      uint16_t event;
+      memcpy(&event, head.data(), sizeof(event));
+      if (event == ZMQ_EVENT_ACCEPTED) ++accepted_;
+      if (event == ZMQ_EVENT_DISCONNECTED) ++closed_connections_;
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+          event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        ++auth_refused_;  // the ZAP handler counts the refusals it decides itself
       }
     }
   } catch (const zmq::error_t& e) {
@@ -158,8 +303,23 @@ void ZMQTransport::ReadPeerEvents(const PeerEvent& on_event) {
   }
 }
 
-bool ZMQTransport::Recv(std::vector<SArray<char>>* frames, int timeout_ms) {
+bool ZMQTransport::HandshakeFailed(int id) {
+  auto it = handshakes_.find(id);
+  // Two failures: one may be a peer that restarted mid-handshake.
+  return it != handshakes_.end() && !it->second.succeeded && it->second.failed >= 2;
+}
+
+Transport::ConnectionCounts ZMQTransport::connection_counts() const {
+  ConnectionCounts c;
+  c.accepted = accepted_.load();
+  c.closed = closed_connections_.load();
+  c.auth_refused = auth_refused_.load();
+  return c;
+}
+
+bool ZMQTransport::Recv(std::vector<SArray<char>>* frames, std::string* peer, int timeout_ms) {
   frames->clear();
+  peer->clear();
   if (!receiver_) return false;  // closed
   try {
     if (timeout_ms != receive_timeout_ms_) {
@@ -175,6 +335,7 @@ bool ZMQTransport::Recv(std::vector<SArray<char>>* frames, int timeout_ms) {
       if (!receiver_->recv(part)) break;
       if (!wake) frames->push_back(ToSArray(std::move(part)));
     }
+    if (!wake) peer->assign(routing_id.data<char>(), routing_id.size());
     return !wake;
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) LOG(WARNING) << "receive failed: " << e.what();
@@ -204,6 +365,7 @@ void ZMQTransport::Close() {
   if (closed_) return;
   closed_ = true;
   monitors_.clear();
+  receiver_monitor_.reset();
   {
     std::lock_guard<std::mutex> lk(monitors_mu_);
     new_monitors_.clear();
@@ -219,6 +381,8 @@ void ZMQTransport::Close() {
   std::lock_guard<std::mutex> lk(wake_mu_);
   waker_.reset();
   receiver_.reset();
+  zap_stop_ = true;
+  if (zap_thread_.joinable()) zap_thread_.join();
   context_.reset();
 }
 

@@ -6,6 +6,13 @@
 // A watched peer's DEALER has a socket monitor: its connection breaking (the peer's process
 // died, so the kernel closed its sockets) and being made again are reported by ReadPeerEvents.
 //
+// Security (Configure): every DEALER carries this node's routing id (or the one SetAddress gave
+// for that peer). With the job's CURVE key, the ROUTER is a CURVE server and every DEALER a
+// CURVE client, all with that one key pair, and a ZAP handler (a thread of this transport,
+// answering on the context's inproc://zeromq.zap.01) admits only clients whose public key is
+// the job's. ZMQ_MAXMSGSIZE on the ROUTER disconnects a peer that announces a larger message.
+// A monitor on the ROUTER counts accepted, closed and refused connections.
+//
 // Thread safety: the ROUTER and the monitors' sockets are used by the receiving thread only;
 // each DEALER is used under its peer's mutex, so Send may be called from any thread. Close
 // takes close_mu_ exclusively, every Send holds it shared: a send never meets a closing socket.
@@ -13,10 +20,13 @@
 #ifndef PS_VAN_ZMQ_TRANSPORT_H_
 #define PS_VAN_ZMQ_TRANSPORT_H_
 
+#include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
@@ -30,21 +40,28 @@ class ZMQTransport : public Transport {
   ZMQTransport() = default;  // starts nothing; the context is made by Bind()
   ~ZMQTransport() override { Close(); }
 
+  Status Configure(const Options& options) override;
   Status Bind(int port, int linger_ms, int* bound_port) override;
-  void SetAddress(int id, const std::string& host, int port, bool watch) override;
+  void SetAddress(int id, const std::string& host, int port, bool watch,
+                  const std::string& routing_id) override;
+  void Forget(int id) override;
   Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
               size_t* bytes) override;
-  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms) override;
+  bool Recv(std::vector<SArray<char>>* frames, std::string* peer, int timeout_ms) override;
   void ReadPeerEvents(const PeerEvent& on_event) override;
+  bool HandshakeFailed(int id) override;
+  ConnectionCounts connection_counts() const override;
   void Wake() override;
   void Close() override;
 
  private:
   struct Peer {
-    Peer(std::string addr, bool w) : address(std::move(addr)), watch(w) {}
+    Peer(std::string addr, bool w, std::string rid)
+        : address(std::move(addr)), watch(w), routing_id(std::move(rid)) {}
     const std::string address;
     const bool watch;
-    std::mutex mu;  // protects socket
+    const std::string routing_id;  // empty: options_.identity
+    std::mutex mu;                 // protects socket
     std::unique_ptr<zmq::socket_t> socket;
   };
   struct Monitor {
@@ -54,6 +71,16 @@ class ZMQTransport : public Transport {
 
   // Creates peer "id"'s DEALER (and its monitor when watched). REQUIRES: peer.mu held.
   void Connect(int id, Peer* peer);
+  // Sets the CURVE options of a socket. REQUIRES: options_ has a key.
+  void SetCurve(zmq::socket_t* socket, bool server);
+  // The ZAP handler's thread: answers authentication requests until zap_stop_.
+  void ServeZap(std::unique_ptr<zmq::socket_t> socket);
+  // Reads the ROUTER's monitor into the counts.
+  void ReadReceiverEvents();
+
+  // Constant after Configure().
+  Options options_;
+  std::string public_key_bin_;  // the job's public key, 32 bytes, as ZAP requests carry it
 
   // Constant after Bind().
   std::unique_ptr<zmq::context_t> context_;
@@ -64,6 +91,16 @@ class ZMQTransport : public Transport {
   std::unique_ptr<zmq::socket_t> receiver_;
   int receive_timeout_ms_ = -2;
   std::vector<Monitor> monitors_;
+  std::unique_ptr<zmq::socket_t> receiver_monitor_;
+  struct Handshakes {
+    int failed = 0;
+    bool succeeded = false;
+  };
+  std::map<int, Handshakes> handshakes_;  // watched peer -> its handshakes
+
+  std::atomic<uint64_t> accepted_{0}, closed_connections_{0}, auth_refused_{0};
+  std::thread zap_thread_;
+  std::atomic<bool> zap_stop_{false};
 
   // Exclusive in Close, shared in Send; protects closed_ and the sockets' existence.
   std::shared_mutex close_mu_;

@@ -84,12 +84,19 @@ class FaultInjectingTransport : public Transport {
     return counts_;
   }
 
+  Status Configure(const Transport::Options& options) override {
+    return inner_->Configure(options);
+  }
   Status Bind(int port, int linger_ms, int* bound_port) override {
     return inner_->Bind(port, linger_ms, bound_port);
   }
-  void SetAddress(int id, const std::string& host, int port, bool watch) override {
-    inner_->SetAddress(id, host, port, watch);
+  void SetAddress(int id, const std::string& host, int port, bool watch,
+                  const std::string& routing_id) override {
+    inner_->SetAddress(id, host, port, watch, routing_id);
   }
+  void Forget(int id) override { inner_->Forget(id); }
+  bool HandshakeFailed(int id) override { return inner_->HandshakeFailed(id); }
+  ConnectionCounts connection_counts() const override { return inner_->connection_counts(); }
   Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
               size_t* bytes) override {
     if (id != 0 && id == fail_sends_to_.load()) {
@@ -105,16 +112,12 @@ class FaultInjectingTransport : public Transport {
     return inner_->Send(id, meta, data, bytes);
   }
   void ReadPeerEvents(const PeerEvent& on_event) override { inner_->ReadPeerEvents(on_event); }
-  bool Recv(std::vector<SArray<char>>* frames, int timeout_ms) override {
-    if (TakeDue(frames)) return true;
-    auto until = Now() + std::chrono::milliseconds(timeout_ms);
-    if (!delayed_.empty()) until = std::min(until, delayed_.front().first);
-    if (!held_.empty()) until = std::min(until, held_since_ + kHoldAtMost);
-    int wait = static_cast<int>(std::max<long>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(until - Now()).count()));
-    std::vector<SArray<char>> got;
-    if (inner_->Recv(&got, wait)) return Decide(std::move(got), frames);
-    return TakeDue(frames);
+  bool Recv(std::vector<SArray<char>>* frames, std::string* peer, int timeout_ms) override {
+    Received out;
+    bool got_one = RecvOne(&out, timeout_ms);
+    *frames = std::move(out.frames);
+    *peer = std::move(out.peer);
+    return got_one;
   }
   void Wake() override { inner_->Wake(); }
   void Close() override { inner_->Close(); }
@@ -124,9 +127,28 @@ class FaultInjectingTransport : public Transport {
   // A message held for reordering waits at most this long for one to overtake it.
   static constexpr std::chrono::milliseconds kHoldAtMost{20};
   static Time Now() { return std::chrono::steady_clock::now(); }
+  // A received message and the connection it came on.
+  struct Received {
+    std::vector<SArray<char>> frames;
+    std::string peer;
+    bool empty() const { return frames.empty(); }
+    void clear() { frames.clear(); }
+  };
+
+  bool RecvOne(Received* out, int timeout_ms) {
+    if (TakeDue(out)) return true;
+    auto until = Now() + std::chrono::milliseconds(timeout_ms);
+    if (!delayed_.empty()) until = std::min(until, delayed_.front().first);
+    if (!held_.empty()) until = std::min(until, held_since_ + kHoldAtMost);
+    int wait = static_cast<int>(std::max<long>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(until - Now()).count()));
+    Received got;
+    if (inner_->Recv(&got.frames, &got.peer, wait)) return Decide(std::move(got), out);
+    return TakeDue(out);
+  }
 
   // A due message from the delay queue or the duplicates, if any.
-  bool TakeDue(std::vector<SArray<char>>* frames) {
+  bool TakeDue(Received* frames) {
     if (!ready_.empty()) {
       *frames = std::move(ready_.front());
       ready_.pop_front();
@@ -147,9 +169,10 @@ class FaultInjectingTransport : public Transport {
   }
 
   // Decides the fate of one received message; true when "frames" is to be delivered now.
-  bool Decide(std::vector<SArray<char>>&& got, std::vector<SArray<char>>* frames) {
+  bool Decide(Received&& got, Received* frames) {
     Meta meta;
-    bool parsed = !got.empty() && DecodeMeta(got[0].data(), got[0].size(), &meta).ok();
+    bool parsed =
+        !got.empty() && DecodeMeta(got.frames[0].data(), got.frames[0].size(), &meta).ok();
     std::lock_guard<std::mutex> lk(mu_);
     if ((parsed && meta.sender != 0 && meta.sender == cut_.load()) || isolated_.load()) {
       ++counts_.cut;
@@ -203,9 +226,9 @@ class FaultInjectingTransport : public Transport {
   Counts counts_;
 
   // The receiving thread's.
-  std::deque<std::vector<SArray<char>>> ready_;                     // due now, in order
-  std::deque<std::pair<Time, std::vector<SArray<char>>>> delayed_;  // by due time (one delay)
-  std::vector<SArray<char>> held_;  // reordered: waits for one to overtake it
+  std::deque<Received> ready_;                     // due now, in order
+  std::deque<std::pair<Time, Received>> delayed_;  // by due time (one delay)
+  Received held_;                                  // reordered: waits for one to overtake it
   Time held_since_;
 };
 

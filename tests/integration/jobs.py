@@ -14,6 +14,8 @@ BUILD_DIR = os.path.join(ROOT, os.environ.get("PS_BUILD_DIR", "build"))
 PS_JOB = os.path.join(BUILD_DIR, "tests", "integration", "ps_job")
 KV_JOB = os.path.join(BUILD_DIR, "tests", "integration", "kv_job")
 LAUNCH = os.path.join(ROOT, "tracker", "launch.py")
+sys.path.insert(0, os.path.join(ROOT, "tracker"))
+import launch  # noqa: E402  (for the job key it makes, as it does for a launched job)
 
 
 def run_launched(program, servers, workers, *args, timeout=120):
@@ -63,10 +65,12 @@ class Node:
 
 
 class Job:
-    """One scheduler, S servers and W workers of ps_job; call stop() when done."""
+    """One scheduler, S servers and W workers of ps_job; call stop() when done. Like a job of
+    the launcher, it is authenticated with a job key of its own (PS_KEY_FILE) unless
+    "insecure" or "env" names another PS_KEY_FILE."""
 
     def __init__(self, servers, workers, env=None, args=(), start_workers=None, port=None,
-                 program=PS_JOB):
+                 program=PS_JOB, insecure=False):
         if not os.access(program, os.X_OK):
             raise AssertionError(f"{program} is missing: run make first")
         self.port = port or free_port()
@@ -77,6 +81,14 @@ class Job:
             "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": str(self.port),
             "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers),
         })
+        if not insecure:
+            key_file = os.path.join(self.tmp.name, "job.key")
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(launch.new_job_key() + "\n")
+            base["PS_KEY_FILE"] = key_file
+        else:
+            base.pop("PS_KEY_FILE", None)
         base.update(env or {})
         start_workers = workers if start_workers is None else start_workers
         plan = [("scheduler", 0)] + [("server", i) for i in range(servers)] + \

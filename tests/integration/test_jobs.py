@@ -129,7 +129,9 @@ class JobTest(unittest.TestCase):
         job.wait(timeout=10)
         for n in job.nodes:
             self.assertEqual(n.proc.returncode, 1)
-            self.assertEqual(n.stderr().strip(), "error: node: DMLC_NUM_WORKER=abc is not a number")
+            # The role is known from DMLC_ROLE, though the configuration is bad.
+            self.assertEqual(n.stderr().strip(),
+                             f"error: {n.role}: DMLC_NUM_WORKER=abc is not a number")
 
     def test_unknown_filter_name_is_a_one_line_error(self):
         job = self.run_job(1, 1, env={"PS_FILTERS": "key_cache,zsdt"}, program=KV_JOB)
@@ -137,7 +139,7 @@ class JobTest(unittest.TestCase):
         for n in job.nodes:
             self.assertEqual(n.proc.returncode, 1, job.report())
             self.assertEqual(n.stderr().strip(),
-                             "error: node: PS_FILTERS=key_cache,zsdt: unknown filter zsdt "
+                             f"error: {n.role}: PS_FILTERS=key_cache,zsdt: unknown filter zsdt "
                              "(known: fixed, key_cache, lz4, zstd)")
 
     def test_push_pull_job_with_filters_sums_exactly_as_without(self):
@@ -182,7 +184,7 @@ class JobTest(unittest.TestCase):
         for n in job.nodes:
             self.assertEqual(n.proc.returncode, 1, job.report())
             self.assertEqual(n.stderr().strip(),
-                             "error: node: PS_CONSISTENCY=bounded:x: the delay x is not a number "
+                             f"error: {n.role}: PS_CONSISTENCY=bounded:x: the delay x is not a number "
                              "from 0 to 1048576; use sequential, bounded:N or eventual")
 
     def test_program_built_through_pkg_config_runs_as_a_job(self):

@@ -12,9 +12,13 @@ and `cwd=DIR` on stdout, and `stderr of <role>` on stderr. Then it does what it 
                        exist in --pid-dir
   --wait-for N         (default 0)
   --sleep SEC          the other nodes sleep SEC seconds, then exit 0 (default 0)
+  --show-key           print what it sees of its job key: `key_file=PATH`, `key_mode=OCTAL`,
+                       `key_hash=HEX` (a hash of the key, not the key), `key_in_cmdline=N`
+                       (processes of this user whose command line holds the key)
 """
 
 import argparse
+import hashlib
 import os
 import signal
 import subprocess
@@ -34,6 +38,7 @@ def main():
     parser.add_argument("--wait-for", type=int, default=0)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--print-env", action="append", default=[])
+    parser.add_argument("--show-key", action="store_true")
     args = parser.parse_args()
 
     pids = [os.getpid()]
@@ -52,6 +57,8 @@ def main():
     for name in names:
         print(f"{name}={os.environ.get(name)}")
     print(f"cwd={os.getcwd()}", flush=True)
+    if args.show_key:
+        show_key()
     print(f"stderr of {os.environ['DMLC_ROLE']}", file=sys.stderr, flush=True)
 
     fail_id, _, code = args.fail.partition("=")
@@ -65,6 +72,25 @@ def main():
     if int(code) < 0:
         os.kill(os.getpid(), -int(code))
     return int(code)
+
+
+def show_key():
+    path = os.environ.get("PS_KEY_FILE", "")
+    print(f"key_file={path}")
+    if not path:
+        return
+    print(f"key_mode={os.stat(path).st_mode & 0o777:o}")
+    with open(path) as f:
+        key = f.read().strip()
+    print(f"key_hash={hashlib.sha256(key.encode()).hexdigest()}")
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found += key.encode() in f.read()
+        except OSError:
+            pass
+    print(f"key_in_cmdline={found}", flush=True)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,12 @@ class CommandLineTest(LaunchTestCase):
              f"{bad_interface}:1: bad line 'node1 interface=a/b'"),
             (job + ["--ssh-option", "IdentityFile=k", "--", "true"],
              "--ssh-option is for --launcher ssh"),
+            (["-s", "1", "-n", "99999999", "--", "true"],
+             "-n 99999999 is more than the 100000 nodes of a role a job may have"),
+            (job + ["--insecure", "--key-file", "k", "--", "true"],
+             "--insecure and --key-file contradict each other"),
+            (job + ["--key-file", self.tmp / "none", "--", "true"],
+             "No such file or directory"),
         ]
         for args, message in cases:
             with self.subTest(args=args):
@@ -241,6 +247,7 @@ class DryRunTest(LaunchTestCase):
                 entries[name, "env"],
                 "DMLC_NUM_SERVER=1 DMLC_NUM_WORKER=2 DMLC_PS_ROOT_URI=127.0.0.1 "
                 "DMLC_PS_ROOT_PORT=4321 DMLC_JOB_CLUSTER=local PS_REPORT_RANK=1 A='x y' "
+                "PS_KEY_FILE='<a job key file made at start>' "
                 f"DMLC_ROLE={name.split()[0]} DMLC_TASK_ID={task_id}")
             self.assertEqual(entries[name, "run"],
                              f"{sys.executable} {NODE[1]} --pid-dir {self.pid_dir}")
@@ -303,7 +310,39 @@ class DryRunTest(LaunchTestCase):
                         run)
 
 
+def check_job_key(test, stdout, names, key_files_gone=True):
+    """Every node got the same job key in a file of mode 600 named by PS_KEY_FILE, no
+    process had it on its command line, and the files are gone after the job."""
+    hashes, files = set(), set()
+    for name in names:
+        fields = dict(line[len(name) + 3:].split("=", 1) for line in stdout.splitlines()
+                      if line.startswith(f"[{name}] key_"))
+        test.assertEqual(fields.get("key_mode"), "600", f"{name}: {stdout}")
+        test.assertEqual(fields.get("key_in_cmdline"), "0", f"{name}: {stdout}")
+        hashes.add(fields["key_hash"])
+        files.add(fields["key_file"])
+    test.assertEqual(len(hashes), 1, stdout)
+    if key_files_gone:
+        for path in files:
+            test.assertFalse(os.path.exists(path), f"{path} is left behind")
+
+
 class LocalLauncherTest(LaunchTestCase):
+
+    def test_every_node_gets_the_job_key_in_a_private_file_never_on_a_command_line(self):
+        launcher = self.run_job("-s", 1, "-n", 2, *self.node_args("--show-key"))
+        check_job_key(self, launcher.stdout, ONE_SERVER_TWO_WORKERS)
+        self.assertNotIn("key_hash", self.run_job("-s", 1, "-n", 2, "--insecure",
+                                                  *self.node_args("--show-key")).stdout)
+
+    def test_insecure_job_runs_and_says_it_is_unauthenticated(self):
+        if not PS_JOB.exists():
+            self.fail(f"{PS_JOB.relative_to(REPO)} is missing: run `make` first")
+        launcher = self.run_job("-s", 1, "-n", 2, "--insecure", "--timeout", JOB_SECONDS / 2,
+                                "--", PS_JOB)
+        self.assertIn("this job is unauthenticated", launcher.stderr)
+        secure = self.run_job("-s", 1, "-n", 2, "--timeout", JOB_SECONDS / 2, "--", PS_JOB)
+        self.assertNotIn("unauthenticated", secure.stderr)
 
     def test_ps_job_runs_with_one_server_and_two_workers(self):
         if not PS_JOB.exists():
@@ -475,6 +514,19 @@ class SshLauncherTest(LaunchTestCase):
                 self.assertIn(f"[{name}] {line}\n", launcher.stdout)
             self.assertIn(f"[{name}] stderr of {name.split()[0]}\n", launcher.stderr)
 
+    def test_authenticated_job_over_ssh_and_the_key_reaches_every_host_privately(self):
+        launcher = self.run_job(*self.ssh_job("-s", 1, "-n", 2, *self.node_args("--show-key")))
+        check_job_key(self, launcher.stdout, ONE_SERVER_TWO_WORKERS)
+        if not PS_JOB.exists():
+            self.fail(f"{PS_JOB.relative_to(REPO)} is missing: run `make` first")
+        # ssh passes on only what the launcher exports: the sanitizers' options too.
+        sanitizer_env = [arg for name in ("TSAN_OPTIONS", "ASAN_OPTIONS") if name in os.environ
+                         for arg in ("--env", f"{name}={os.environ[name]}")]
+        out = self.run_job(*self.ssh_job("-s", 2, "-n", 2, "--timeout", JOB_SECONDS / 2,
+                                         *sanitizer_env, "--", PS_JOB))
+        self.assertIn("[worker 1] worker 1 got", out.stdout)
+        self.assertNotIn("unauthenticated", out.stderr)
+
     def test_failing_worker_stops_the_remote_nodes(self):
         launcher = self.start(*self.ssh_job("-s", 1, "-n", 2, *self.node_args(
             "--child", "--sleep", NODE_SLEEP, "--fail", "3=3", "--wait-for", 4)))
@@ -503,6 +555,12 @@ class MpiLauncherTest(LaunchTestCase):
 
     def test_failing_worker_stops_the_job_with_its_exit_code(self):
         self.check_failing_worker_stops_the_job("--launcher", "mpi")
+
+    def test_every_rank_gets_the_job_key_in_a_private_file(self):
+        launcher = self.run_job("--launcher", "mpi", "-s", 1, "-n", 2,
+                                *self.node_args("--show-key"))
+        check_job_key(self, launcher.stdout, ONE_SERVER_TWO_WORKERS)
+        self.assertNotIn(launch.KEY_VAR, launcher.stdout)
 
     def test_sigint_to_launcher_stops_every_rank(self):
         launcher = self.start("--launcher", "mpi", "-s", 1, "-n", 2,

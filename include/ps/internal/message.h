@@ -59,6 +59,9 @@ struct Node {
   std::string hostname;
   int port = -1;
   int customer_id = 0;  // the registering customer (several may share one node)
+  // The public key its connections' routing ids derive to (see src/van/peer_guard.h); set by
+  // the scheduler at registration.
+  std::string conn_key;
 
   std::string DebugString() const;
   // "server 1", "worker 0", "scheduler": how messages name a node to a user.

@@ -210,6 +210,8 @@ class Postoffice {
   };
   std::map<int, std::map<int, Registered>> customers_;  // app id -> customer id -> customer
   std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer
+  size_t waiting_bytes_ = 0;                            // data bytes in waiting_
+  size_t max_waiting_bytes_ = 256u << 20;               // PS_MAX_WAITING_MB; set by the config
 };
 
 }  // namespace ps

@@ -41,23 +41,27 @@
 
 namespace ps {
 
+class PeerGuard;
+class RateLimitedWarning;
 class SchedulerBook;
 
 // Configuration of a van, parsed from the environment by the postoffice.
 struct VanOptions {
   Node::Role role = Node::WORKER;
-  int num_servers = 0;            // DMLC_NUM_SERVER: server registrations the scheduler waits for
-  int num_workers = 0;            // DMLC_NUM_WORKER: worker registrations (customers) it waits for
-  std::string scheduler_host;     // DMLC_PS_ROOT_URI
-  int scheduler_port = 0;         // DMLC_PS_ROOT_PORT
-  std::string node_host;          // DMLC_NODE_HOST: the address others reach this node at
-  std::string interface;          // DMLC_INTERFACE: take node_host from this interface
-  double start_timeout = 60;      // PS_START_TIMEOUT, seconds
-  double heartbeat_interval = 1;  // PS_HEARTBEAT_INTERVAL, seconds; 0 turns heartbeats off
-  double heartbeat_timeout = 10;  // PS_HEARTBEAT_TIMEOUT, seconds
-  int verbose = 0;                // PS_VERBOSE
-  int linger_ms = 2000;           // how long closing waits for unsent messages
-  int replication = 1;            // PS_REPLICATION: servers holding each key range
+  int num_servers = 0;             // DMLC_NUM_SERVER: server registrations the scheduler waits for
+  int num_workers = 0;             // DMLC_NUM_WORKER: worker registrations (customers) it waits for
+  std::string scheduler_host;      // DMLC_PS_ROOT_URI
+  int scheduler_port = 0;          // DMLC_PS_ROOT_PORT
+  std::string node_host;           // DMLC_NODE_HOST: the address others reach this node at
+  std::string interface;           // DMLC_INTERFACE: take node_host from this interface
+  double start_timeout = 60;       // PS_START_TIMEOUT, seconds
+  double heartbeat_interval = 1;   // PS_HEARTBEAT_INTERVAL, seconds; 0 turns heartbeats off
+  double heartbeat_timeout = 10;   // PS_HEARTBEAT_TIMEOUT, seconds
+  int verbose = 0;                 // PS_VERBOSE
+  int linger_ms = 2000;            // how long closing waits for unsent messages
+  std::string key_file;            // PS_KEY_FILE: the job key; empty: unauthenticated
+  int64_t max_message_bytes = -1;  // PS_MAX_MESSAGE_MB, in bytes; -1: no limit
+  int replication = 1;             // PS_REPLICATION: servers holding each key range
 };
 
 // Why the receive path dropped a message. Counted per reason.
@@ -70,6 +74,8 @@ enum class DropReason {
   kUnknownSender,  // data from a node that is not in the job, or to another node
   kDeadSender,     // from a node already declared dead
   kUnroutable,     // no customer can take it (bad app or customer id, bad response)
+  kForgedSender,   // its claimed sender is not the node whose connection it came on
+  kOverLimit,      // it would make this node hold more than its limits allow
   kNumReasons
 };
 const char* DropReasonName(DropReason r);
@@ -140,8 +146,10 @@ class Van {
   bool IsReceivingThread() const { return baton_.HeldByThisThread(); }
 
   // Feeds raw frames [meta][data...] from the network into the receive path: validates, then
-  // dispatches or drops. REQUIRES: the receiving thread; public so that tests can feed bytes.
-  void ProcessFrames(std::vector<SArray<char>>&& frames);
+  // dispatches or drops. "peer" is the routing id of the connection they came on; nullptr
+  // means this process itself (tests, fuzzing): the claimed sender is then believed.
+  // REQUIRES: the receiving thread; public so that tests can feed bytes.
+  void ProcessFrames(std::vector<SArray<char>>&& frames, const std::string* peer = nullptr);
 
   // This node; its id is Node::kEmpty until registration completes.
   Node my_node() const;
@@ -184,6 +192,12 @@ class Van {
   std::map<int, PeerTraffic> peer_traffic() const;
   uint64_t heartbeats_sent() const { return heartbeats_sent_.load(); }
   uint64_t heartbeats_received() const { return heartbeats_received_.load(); }
+  // Registrations the scheduler refused (too many, a taken address, a bad connection).
+  uint64_t refused_registrations() const { return refused_registrations_.load(); }
+  // What the transport saw of incoming connections (accepted, closed, refused for the key).
+  Transport::ConnectionCounts connection_counts() const { return transport_->connection_counts(); }
+  // True when this node runs with the job key (CURVE on every connection).
+  bool authenticated() const { return !options_.key_file.empty(); }
   // Drops a message for reason "r": counts it, and logs the first of each reason.
   void Drop(DropReason r, const std::string& detail);
 
@@ -196,10 +210,16 @@ class Van {
   void ReceiveOnce();
   void Tick();
   void OnPeerEvent(int id, bool connected);
-  void Dispatch(Message&& msg);
-  void ProcessControlAtScheduler(Message& msg);
-  void ProcessControlAtNode(Message& msg);
-  void ProcessAddNode(const Message& msg);
+  // "peer": as for ProcessFrames.
+  void Dispatch(Message&& msg, const std::string* peer);
+  void ProcessControlAtScheduler(Message& msg, const std::string* peer);
+  void ProcessControlAtNode(Message& msg, const std::string* peer);
+  void ProcessAddNode(const Message& msg, const std::string* peer);
+  // Refuses a registration: tells the node why (at most a few per second) and closes the
+  // connection again.
+  void RefuseRegistration(const Node& node, const std::string& token, const std::string& why);
+  // Loads the job key (if any) and configures the transport with it and the limits.
+  Status ConfigureTransport();
   void ProcessBarrier(const Message& msg);
   void SetBarrierResult(int customer_id, const Status& s);
   void FailStart(const Status& why);
@@ -245,6 +265,7 @@ class Van {
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<uint64_t> heartbeats_sent_{0};
   std::atomic<uint64_t> heartbeats_received_{0};
+  std::atomic<uint64_t> refused_registrations_{0};
   mutable std::mutex traffic_mu_;       // protects traffic_ only; taken last
   std::map<int, PeerTraffic> traffic_;  // peer id -> counts
   void CountTraffic(int peer, uint64_t bytes, bool sent);
@@ -281,13 +302,17 @@ class Van {
   Transport::PeerEvent on_peer_event_;  // set by Start
   int tick_ms_ = 200;
   Clock::time_point next_tick_;
-  std::vector<Message> early_;  // data that arrived before the node list
+  std::vector<std::pair<Message, std::string>> early_;  // data before the node list, and its peer
+  std::unique_ptr<PeerGuard> guard_;                    // set by Start
   Clock::time_point next_heartbeat_;
   Clock::time_point last_heard_scheduler_;
   std::map<int, Clock::time_point> disconnected_;  // watched peer -> when its connection broke
   // The scheduler's.
   std::unique_ptr<SchedulerBook> book_;
-  int next_reject_id_ = -1000;                  // throwaway ids of rejected nodes
+  int next_reject_id_ = -1000;  // throwaway ids of rejected nodes
+  std::unique_ptr<RateLimitedWarning> refusal_warnings_;
+  Clock::time_point refusal_second_;  // refusal notices sent in the second from here
+  int refusal_notices_ = 0;
   std::map<int, Clock::time_point> last_seen_;  // node id -> last message
 };
 
