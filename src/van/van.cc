@@ -998,7 +998,8 @@ void Van::Tick() {
     // scheduler may have spoken meanwhile (a replaced server's notice to exit).
     std::vector<SArray<char>> frames;
     std::string peer;
-    for (int i = 0; i < 1024 && !job_ended_ && transport_->Recv(&frames, &peer, 0); ++i) {
+    // (Waiting a little for each: after a freeze the transport's own threads catch up too.)
+    for (int i = 0; i < 1024 && !job_ended_ && transport_->Recv(&frames, &peer, 100); ++i) {
       ProcessFrames(std::move(frames), &peer);
       frames.clear();
     }
