@@ -46,13 +46,13 @@ fuzz: fuzz-build
 	@rm -rf $(FUZZ_DIR)/seeds && $(FUZZ_DIR)/make_seeds $(FUZZ_DIR)/seeds
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
-	  mkdir -p fuzz/corpus/$$t $(FUZZ_DIR)/work/$$t $(FUZZ_DIR)/seeds/$$t; \
+	  mkdir -p fuzz/corpus/$$t $(FUZZ_DIR)/scratch/$$t $(FUZZ_DIR)/seeds/$$t; \
 	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
-	    $(FUZZ_DIR)/work/$$t fuzz/corpus/$$t $(FUZZ_DIR)/seeds/$$t 2>&1 | \
+	    $(FUZZ_DIR)/scratch/$$t fuzz/corpus/$$t $(FUZZ_DIR)/seeds/$$t 2>&1 | \
 	    grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Test unit written" ; \
 	  rm -rf $(FUZZ_DIR)/merged/$$t && mkdir -p $(FUZZ_DIR)/merged/$$t; \
-	  $(FUZZ_DIR)/$$t -merge=1 $(FUZZ_DIR)/merged/$$t fuzz/corpus/$$t $(FUZZ_DIR)/work/$$t \
+	  $(FUZZ_DIR)/$$t -merge=1 $(FUZZ_DIR)/merged/$$t fuzz/corpus/$$t $(FUZZ_DIR)/scratch/$$t \
 	    $(FUZZ_DIR)/seeds/$$t >/dev/null 2>&1 || exit 1; \
 	  rm -rf fuzz/corpus/$$t && mv $(FUZZ_DIR)/merged/$$t fuzz/corpus/$$t; \
 	  echo "   corpus: $$(ls fuzz/corpus/$$t | wc -l) inputs"; \
