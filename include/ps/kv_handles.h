@@ -68,6 +68,14 @@ struct KVServerDefaultHandle {
     server->Response(req_meta, req_meta.pull ? kv::ReadFrom(store, req_data.keys) : KVPairs<Val>());
   }
 
+  // The stored values of the keys in "range" (checkpoints; see KVServer).
+  KVPairs<Val> Snapshot(const Range& range) const { return store.Read(range.begin(), range.end()); }
+  // Sets the stored values of the keys in "state".
+  void Restore(const KVPairs<Val>& state) {
+    Status s = store.Assign(state.keys, state.vals, state.lens);
+    CHECK(s.ok()) << s.message();  // a snapshot's keys are sorted and unique
+  }
+
   kv::Store<Val> store;
 };
 
@@ -169,6 +177,20 @@ class KVServerSyncHandle {
     st.apply(rs.applied, sum, &st.store);
     ++rs.applied;
     for (const KVMeta& c : covered) ++rs.pushes[{c.sender, c.customer_id}];
+  }
+
+  // The stored values of the keys in "range" (checkpoints; see KVServer). Rounds are not part
+  // of the state: a copy is taken between rounds' updates, and the rounds after it count from
+  // there.
+  KVPairs<Val> Snapshot(const Range& range) const {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    return state_->store.Read(range.begin(), range.end());
+  }
+  // Sets the stored values of the keys in "state".
+  void Restore(const KVPairs<Val>& state) {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    Status s = state_->store.Assign(state.keys, state.vals, state.lens);
+    CHECK(s.ok()) << s.message();
   }
 
   // With the default update it never blocks (see KVServer::set_request_handle); with the

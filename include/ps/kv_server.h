@@ -23,6 +23,15 @@
 //    replicates what it applied itself: it calls Replicate(...) with an update that covers
 //    some pushes before answering them, and ReplicaUpdate applies such an update on a
 //    replica. KVServerSyncHandle does this, once per round (replication after aggregation).
+//
+// State (checkpoints, and the copy a replacement server fetches from a live replica): a handle
+// whose state can be read and set per key range has members
+//      KVPairs<Val> Snapshot(const Range& range)   // its keys in range (kv::InRange), sorted,
+//                                                 // with their state as values (lens if ragged)
+//      void Restore(const KVPairs<Val>& state)     // sets those keys' state (what Snapshot gave)
+// set_request_handle detects them (the built-in handles have them); a handle given as a
+// function sets them with set_state_handles. Both run on the server's customer thread, between
+// requests, so a snapshot is the state after a request and before the next one.
 #ifndef PS_KV_SERVER_H_
 #define PS_KV_SERVER_H_
 
@@ -42,6 +51,7 @@
 #include "ps/internal/filter_chain.h"
 #include "ps/internal/replica_chain.h"
 #include "ps/kv_pairs.h"
+#include "ps/range.h"
 #include "ps/simple_app.h"
 
 namespace ps {
@@ -60,6 +70,20 @@ struct HasReplicaUpdate<
         std::declval<const KVMeta&>(), std::declval<const KVPairs<Val>&>(),
         std::declval<const std::vector<KVMeta>&>(), std::declval<KVServer<Val>*>()))>>
     : std::true_type {};
+// Whether handle type H can read and set its state per key range (see KVServer).
+template <typename H, typename Val, typename = void>
+struct HasState : std::false_type {};
+template <typename H, typename Val>
+struct HasState<
+    H, Val,
+    std::void_t<decltype(KVPairs<Val>(std::declval<H&>().Snapshot(std::declval<const Range&>()))),
+                decltype(std::declval<H&>().Restore(std::declval<const KVPairs<Val>&>()))>>
+    : std::true_type {};
+
+// Whether "key" is in server key range "range": [begin, end), and kMaxKey in the last range.
+inline bool InRange(Key key, const Range& range) {
+  return key >= range.begin() && (key < range.end() || (range.end() == kMaxKey && key == kMaxKey));
+}
 }  // namespace kv
 
 template <typename Val>
@@ -71,6 +95,9 @@ class KVServer : public SimpleApp {
   // Applies a replicated update on a replica (see the top of this file).
   using UpdateHandle = std::function<void(const KVMeta& update, const KVPairs<Val>& data,
                                           const std::vector<KVMeta>& covered, KVServer* server)>;
+  // Read and set the handle's state per key range (see the top of this file).
+  using SnapshotHandle = std::function<KVPairs<Val>(const Range& range)>;
+  using RestoreHandle = std::function<void(const KVPairs<Val>& state)>;
 
   // "postoffice" is the node the server lives on; null means the default node.
   explicit KVServer(int app_id, Postoffice* postoffice = nullptr)
@@ -104,21 +131,44 @@ class KVServer : public SimpleApp {
   // thread is idle, which saves a thread hand-off per request; larger ones, and every request
   // of a handle that may block, run on the server's thread (so do all requests under
   // replication). A handle still runs one request at a time, in order.
+  // A handle with Snapshot and Restore members also becomes the state handle.
   template <typename H>
   void set_request_handle(const H& request_handle, bool never_blocks) {
-    if constexpr (kv::HasReplicaUpdate<H, Val>::value) {
+    if constexpr (kv::HasReplicaUpdate<H, Val>::value || kv::HasState<H, Val>::value) {
+      // One object serves every role.
       auto shared = std::make_shared<H>(request_handle);
+      std::shared_ptr<UpdateHandle> update;
+      if constexpr (kv::HasReplicaUpdate<H, Val>::value) {
+        update = std::make_shared<UpdateHandle>(
+            [shared](const KVMeta& u, const KVPairs<Val>& d, const std::vector<KVMeta>& c,
+                     KVServer* s) { shared->ReplicaUpdate(u, d, c, s); });
+      }
+      if constexpr (kv::HasState<H, Val>::value) {
+        set_state_handles([shared](const Range& r) { return KVPairs<Val>(shared->Snapshot(r)); },
+                          [shared](const KVPairs<Val>& st) { shared->Restore(st); });
+      }
       SetHandles(std::make_shared<ReqHandle>([shared](const KVMeta& m, const KVPairs<Val>& d,
                                                       KVServer* s) { (*shared)(m, d, s); }),
-                 std::make_shared<UpdateHandle>(
-                     [shared](const KVMeta& u, const KVPairs<Val>& d, const std::vector<KVMeta>& c,
-                              KVServer* s) { shared->ReplicaUpdate(u, d, c, s); }),
-                 never_blocks);
+                 std::move(update), never_blocks);
     } else {
       ReqHandle handle(request_handle);
       CHECK(handle) << "invalid request handle";
       SetHandles(std::make_shared<ReqHandle>(std::move(handle)), nullptr, never_blocks);
     }
+  }
+
+  // Sets how the handle's state is read and set per key range (see the top of this file), for
+  // a handle given as a function; both run on the server's customer thread. Thread-safe.
+  void set_state_handles(SnapshotHandle snapshot, RestoreHandle restore) {
+    CHECK(snapshot && restore) << "invalid state handles";
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    snapshot_ = std::make_shared<SnapshotHandle>(std::move(snapshot));
+    restore_ = std::make_shared<RestoreHandle>(std::move(restore));
+  }
+  // Whether the handle's state can be read and set (checkpoints, replacement servers).
+  bool has_state() const {
+    std::lock_guard<std::mutex> lk(kv_mu_);
+    return snapshot_ != nullptr;
   }
 
   // Requests with more data bytes than this run on the server's thread whatever the handle.
@@ -199,6 +249,28 @@ class KVServer : public SimpleApp {
     never_blocks_ = never_blocks;
     updates_ = update_handle_ != nullptr;
     kv_cv_.notify_all();
+  }
+
+  // The handle's state of the keys in "range" (REQUIRES: has_state()). Customer thread only.
+  KVPairs<Val> SnapshotState(const Range& range) {
+    std::shared_ptr<SnapshotHandle> snapshot;
+    {
+      std::lock_guard<std::mutex> lk(kv_mu_);
+      snapshot = snapshot_;
+    }
+    CHECK(snapshot) << "KVServer app " << app_id_ << " has no state handles";
+    return (*snapshot)(range);
+  }
+  // Sets the handle's state of the keys in "state" (REQUIRES: has_state()). Customer thread
+  // only.
+  void RestoreState(const KVPairs<Val>& state) {
+    std::shared_ptr<RestoreHandle> restore;
+    {
+      std::lock_guard<std::mutex> lk(kv_mu_);
+      restore = restore_;
+    }
+    CHECK(restore) << "KVServer app " << app_id_ << " has no state handles";
+    (*restore)(state);
   }
 
   // A replicated update from the predecessor: applied through the update handle.
@@ -338,11 +410,13 @@ class KVServer : public SimpleApp {
   // Under replication; constant after construction.
   std::unique_ptr<ReplicaChain> replica_;
 
-  std::mutex kv_mu_;
+  mutable std::mutex kv_mu_;
   std::condition_variable kv_cv_;
   // Protected by kv_mu_.
   std::shared_ptr<ReqHandle> request_handle_;
   std::shared_ptr<UpdateHandle> update_handle_;
+  std::shared_ptr<SnapshotHandle> snapshot_;
+  std::shared_ptr<RestoreHandle> restore_;
   bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
 };

@@ -223,6 +223,80 @@ class KVStore {
   // Leaves, for tests and benchmarks.
   size_t num_leaves() const { return leaves_.size(); }
 
+  // Every key held in [begin, end) (and "end" itself when it is kMaxKey, as the last server
+  // range holds it), sorted, with its values: lens when their lengths differ. A checkpoint's and
+  // a replacement server's copy of a key range.
+  KVPairs<Val> Read(Key begin, Key end) const {
+    auto in = [&](Key k) { return k >= begin && (k < end || (end == kMaxKey && k == end)); };
+    size_t nkeys = 0, nvals = 0;
+    bool uniform = true;
+    size_t width = SIZE_MAX;
+    for (const Leaf& leaf : leaves_) {
+      for (size_t p = 0; p < leaf.keys.size(); ++p) {
+        if (!in(leaf.keys[p])) continue;
+        ++nkeys;
+        nvals += leaf.len(p);
+        if (width == SIZE_MAX) width = leaf.len(p);
+        uniform &= leaf.len(p) == width;
+      }
+    }
+    KVPairs<Val> out;
+    out.keys = SArray<Key>(nkeys);
+    out.vals = Uninitialized(nvals);
+    if (!uniform) out.lens = SArray<int>(nkeys);
+    size_t i = 0, v = 0;
+    for (const Leaf& leaf : leaves_) {
+      for (size_t p = 0; p < leaf.keys.size(); ++p) {
+        if (!in(leaf.keys[p])) continue;
+        const size_t len = leaf.len(p);
+        out.keys[i] = leaf.keys[p];
+        if (!uniform) out.lens[i] = static_cast<int>(len);
+        Copy(leaf.vals.data() + leaf.offset(p), len, out.vals.data() + v);
+        ++i;
+        v += len;
+      }
+    }
+    return out;
+  }
+
+  // Sets the values of "keys" (sorted, unique) to "vals" as "lens" say, whatever they held
+  // before and however many values they held: a key range restored from a copy. All or nothing.
+  // REQUIRES: kv::CheckValues(keys.size(), vals, lens) is OK.
+  Status Assign(const SArray<Key>& keys, const SArray<Val>& vals, const SArray<int>& lens) {
+    Status s = kv::CheckOrder(keys);
+    if (!s.ok()) return s;
+    std::vector<Run> runs;
+    Locate(keys.data(), keys.size(), &runs);
+    bool held = false;
+    for (const Run& run : runs) held |= run.found;
+    if (!held) return Push(keys, vals, lens);
+    // Some keys are held: rebuild from the merge of what stays and what is assigned.
+    KVStore merged;
+    s = merged.Push(keys, vals, lens);
+    if (!s.ok()) return s;
+    std::vector<Key> kept_keys;
+    std::vector<Val> kept_vals;
+    std::vector<int> kept_lens;
+    size_t next = 0;
+    for (const Leaf& leaf : leaves_) {
+      for (size_t p = 0; p < leaf.keys.size(); ++p) {
+        const Key k = leaf.keys[p];
+        while (next < keys.size() && keys[next] < k) ++next;
+        if (next < keys.size() && keys[next] == k) continue;
+        kept_keys.push_back(k);
+        kept_lens.push_back(static_cast<int>(leaf.len(p)));
+        const Val* src = leaf.vals.data() + leaf.offset(p);
+        kept_vals.insert(kept_vals.end(), src, src + leaf.len(p));
+      }
+    }
+    if (!kept_keys.empty()) {
+      s = merged.Push(SArray<Key>(kept_keys), SArray<Val>(kept_vals), SArray<int>(kept_lens));
+      if (!s.ok()) return s;
+    }
+    *this = std::move(merged);
+    return Status::OK();
+  }
+
   // Drops every key.
   void clear() {
     leaves_.clear();

@@ -236,6 +236,52 @@ TEST(KVStore, ForEachVisitsKeysInOrderAndMayChangeValues) {
   EXPECT_EQ(std::vector<float>(got.vals.begin(), got.vals.end()), (std::vector<float>{10, 20, 30}));
 }
 
+// Read(begin, end) gives exactly the reference's keys in the range (kMaxKey in the last one),
+// and Assign of that copy into another store reproduces them, replacing what it held.
+TEST(KVStore, ReadOfARangeRestoresThroughAssign) {
+  std::mt19937_64 rng(11);
+  KVStore<float> store;
+  Reference ref;
+  for (int i = 0; i < 30; ++i) {
+    SArray<Key> keys = RandomKeys(&rng, 700, 0, 50000);
+    SArray<int> lens(keys.size());
+    size_t total = 0;
+    for (size_t j = 0; j < keys.size(); ++j) {
+      auto it = ref.find(keys[j]);
+      lens[j] = it != ref.end() ? static_cast<int>(it->second.size()) : 1 + keys[j] % 3;
+      total += lens[j];
+    }
+    PushBoth(&store, &ref, keys, RandomVals(&rng, total), lens);
+  }
+  PushBoth(&store, &ref, SArray<Key>{kMaxKey}, SArray<float>{7}, {});
+  const Key cuts[] = {0, 1000, 20000, 20001, kMaxKey};
+  KVStore<float> copy;
+  // A key the copy holds already is replaced, whatever its length.
+  ASSERT_TRUE(copy.Push(SArray<Key>{1500, 60000}, SArray<float>{5, 5, 5, 9}, SArray<int>{3, 1}).ok());
+  for (size_t c = 0; c + 1 < sizeof(cuts) / sizeof(cuts[0]); ++c) {
+    KVPairs<float> part = store.Read(cuts[c], cuts[c + 1]);
+    size_t at = 0;
+    std::vector<Key> want;
+    for (const auto& kv : ref) {
+      if (kv.first >= cuts[c] && (kv.first < cuts[c + 1] || kv.first == kMaxKey)) want.push_back(kv.first);
+    }
+    ASSERT_EQ(std::vector<Key>(part.keys.begin(), part.keys.end()), want);
+    for (size_t i = 0; i < part.keys.size(); ++i) {
+      const auto& held = ref[part.keys[i]];
+      const size_t len = part.lens.empty() ? part.vals.size() / part.keys.size() : part.lens[i];
+      ASSERT_EQ(len, held.size());
+      for (size_t j = 0; j < len; ++j) ASSERT_EQ(part.vals[at + j], held[j]);
+      at += len;
+    }
+    ASSERT_EQ(at, part.vals.size());
+    ASSERT_TRUE(copy.Assign(part.keys, part.vals, part.lens).ok());
+  }
+  Reference with_extra = ref;
+  with_extra[60000] = {9};
+  EXPECT_EQ(copy.size(), with_extra.size());
+  ExpectPull(copy, with_extra, copy.keys());
+}
+
 TEST(KVStore, HoldsAboutTwelveBytesPerFloat) {
   std::mt19937_64 rng(5);
   KVStore<float> store;
