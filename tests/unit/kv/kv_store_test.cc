@@ -257,13 +257,17 @@ TEST(KVStore, ReadOfARangeRestoresThroughAssign) {
   const Key cuts[] = {0, 1000, 20000, 20001, kMaxKey};
   KVStore<float> copy;
   // A key the copy holds already is replaced, whatever its length.
-  ASSERT_TRUE(copy.Push(SArray<Key>{1500, 60000}, SArray<float>{5, 5, 5, 9}, SArray<int>{3, 1}).ok());
+  ASSERT_TRUE(
+      copy.Push(SArray<Key>{1500, 60000}, SArray<float>{5, 5, 5, 9}, SArray<int>{3, 1}).ok());
   for (size_t c = 0; c + 1 < sizeof(cuts) / sizeof(cuts[0]); ++c) {
     KVPairs<float> part = store.Read(cuts[c], cuts[c + 1]);
     size_t at = 0;
     std::vector<Key> want;
     for (const auto& kv : ref) {
-      if (kv.first >= cuts[c] && (kv.first < cuts[c + 1] || kv.first == kMaxKey)) want.push_back(kv.first);
+      if (kv.first >= cuts[c] &&
+          (kv.first < cuts[c + 1] || (cuts[c + 1] == kMaxKey && kv.first == kMaxKey))) {
+        want.push_back(kv.first);
+      }
     }
     ASSERT_EQ(std::vector<Key>(part.keys.begin(), part.keys.end()), want);
     for (size_t i = 0; i < part.keys.size(); ++i) {
