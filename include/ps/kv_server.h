@@ -39,8 +39,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -109,7 +111,13 @@ class KVServer : public SimpleApp {
     obj_.reset(new Customer(
         app_id, app_id, [this](const Message& msg) { Process(msg); }, postoffice_,
         [this](const Message& msg) { return MayRunHere(msg); }));
-    if (replica_) obj_->set_failover_handle([this](int) { replica_->OnFailover(); });
+    if (replica_) {
+      obj_->set_failover_handle([this](int) {
+        replica_->OnFailover();
+        OfferCopies();
+      });
+      if (postoffice_->is_recovery()) postoffice_->ExpectCopies(app_id_);
+    }
   }
 
   ~KVServer() override { obj_.reset(); }
@@ -164,6 +172,7 @@ class KVServer : public SimpleApp {
     std::lock_guard<std::mutex> lk(kv_mu_);
     snapshot_ = std::make_shared<SnapshotHandle>(std::move(snapshot));
     restore_ = std::make_shared<RestoreHandle>(std::move(restore));
+    kv_cv_.notify_all();
   }
   // Whether the handle's state can be read and set (checkpoints, replacement servers).
   bool has_state() const {
@@ -192,6 +201,12 @@ class KVServer : public SimpleApp {
     msg.AddData(update.vals);
     if (!update.lens.empty()) msg.AddData(update.lens);
     replica_->Replicate(std::move(msg), slice, covered);
+  }
+  // On a replacement server (Postoffice::is_recovery): key ranges copied from live replicas so
+  // far, and whether it holds every range it replicates.
+  size_t ranges_copied() const {
+    std::lock_guard<std::mutex> lk(copy_mu_);
+    return copied_.size();
   }
   // Under replication: requests recorded for exactly-once, and pushes waiting for the chain.
   size_t replication_tracked() const { return replica_ ? replica_->tracked() : 0; }
@@ -273,6 +288,171 @@ class KVServer : public SimpleApp {
     (*restore)(state);
   }
 
+  // Replacement servers (see ps/internal/replication.h). On the receiving thread, after the
+  // configuration changed: for each key range whose successor here is a syncing replacement
+  // that has no copy from this server yet, the copy is taken on the server's thread (SendCopy),
+  // between requests: every request applied before is in it, every one after goes down the
+  // chain to the replacement, which already follows this server in the configuration.
+  void OfferCopies() {
+    Van* van = postoffice_->van();
+    if (!van) return;
+    const ServerChains chains = van->chains();
+    const int me = postoffice_->my_rank();
+    std::vector<std::pair<int, int>> todo;  // (range, node id)
+    {
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      for (int s = 0; s < chains.num_servers(); ++s) {
+        const int next = chains.Successor(s, me);
+        if (next < 0 || !chains.syncing(next) || chains.syncing(me)) {
+          offered_.erase(s);  // a syncing server copies once it holds the range itself
+          continue;
+        }
+        const int id = Postoffice::ServerRankToID(next);
+        auto it = offered_.find(s);
+        if (it != offered_.end() && it->second == id) continue;
+        offered_[s] = id;
+        todo.emplace_back(s, id);
+      }
+    }
+    for (const auto& t : todo) {
+      Message order;
+      order.meta.app_id = app_id_;
+      order.meta.customer_id = app_id_;
+      order.meta.request = true;
+      order.meta.chain = Meta::kCopy;
+      order.meta.slice = t.first;
+      order.meta.origin = t.second;
+      order.meta.sender = van->my_node().id;
+      order.meta.recver = order.meta.sender;
+      obj_->Accept(order);
+    }
+  }
+
+  // On the server's thread: sends the copy of key range "slice" to replacement "to": the
+  // handle's state of its keys and what exactly-once needs.
+  void SendCopy(int slice, int to) {
+    Van* van = postoffice_->van();
+    const ServerChains chains = van->chains();
+    const int me = postoffice_->my_rank();
+    if (chains.Successor(slice, me) != Postoffice::IDtoRank(to) ||
+        !chains.syncing(Postoffice::IDtoRank(to))) {
+      return;  // the configuration moved on
+    }
+    if (!has_state()) {
+      LOG(ERROR) << "KVServer app " << app_id_ << " cannot copy key range " << slice << " to "
+                 << van->NodeName(to)
+                 << ": its request handle has no Snapshot and Restore (set_state_handles)";
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    KVPairs<Val> state = SnapshotState(postoffice_->GetServerKeyRanges()[slice]);
+    Message copy;
+    copy.meta.app_id = app_id_;
+    copy.meta.customer_id = app_id_;
+    copy.meta.request = true;
+    copy.meta.push = true;
+    copy.meta.chain = Meta::kCopy;
+    copy.meta.slice = slice;
+    copy.meta.recver = to;
+    copy.AddData(state.keys);
+    copy.AddData(state.vals);
+    copy.AddData(state.lens);
+    copy.AddData(SArray<int>(replica_->CopySeen(slice)));
+    van->Send(copy);
+    LOG(INFO) << "KVServer app " << app_id_ << " copied key range " << slice << " ("
+              << state.keys.size() << " keys, " << (copy.data_bytes() >> 10) << " KB) to "
+              << van->NodeName(to) << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+              << " s";
+  }
+
+  // On the server's thread of a replacement: takes the copy of a key range, then applies what
+  // the chain sent meanwhile (what the copy holds already is recognised and not applied again).
+  void ReceiveCopy(const Message& msg) {
+    Van* van = postoffice_->van();
+    const ServerChains chains = van->chains();
+    const int me = postoffice_->my_rank();
+    const int s = msg.meta.slice;
+    const int from = Postoffice::IDtoRank(msg.meta.sender);
+    const auto& types = msg.meta.data_type;
+    std::string bad;
+    if (!chains.syncing(me) || !chains.Holds(me, s) || !chains.Holds(from, s) ||
+        chains.syncing(from)) {
+      bad = "not expected";
+    } else if (types.size() != 4 || types[0] != GetDataType<Key>() ||
+               types[1] != GetDataType<Val>() || types[2] != INT32 || types[3] != INT32) {
+      bad = "its frames are not keys, values, lens, records";
+    }
+    KVPairs<Val> state;
+    if (bad.empty()) {
+      state.keys = SArray<Key>(msg.data[0]);
+      state.vals = SArray<Val>(msg.data[1]);
+      state.lens = SArray<int>(msg.data[2]);
+      if (!state.keys.empty()) {
+        Status c = kv::CheckValues(state.keys.size(), state.vals, state.lens);
+        if (c.ok()) c = kv::CheckOrder(state.keys);
+        if (!c.ok()) bad = c.message();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      if (bad.empty() && copied_.count(s)) return;  // a second copy (a predecessor died)
+    }
+    if (!bad.empty()) {
+      LOG(ERROR) << "KVServer app " << app_id_ << " dropped a copy of key range " << s
+                 << " from node " << msg.meta.sender << ": " << bad;
+      return;
+    }
+    SArray<int> seen(msg.data[3]);
+    Status loaded = replica_->LoadSeen(s, std::vector<int>(seen.begin(), seen.end()));
+    if (!loaded.ok()) {
+      LOG(ERROR) << "KVServer app " << app_id_ << " dropped a copy: " << loaded.message();
+      return;
+    }
+    {
+      std::unique_lock<std::mutex> lk(kv_mu_);
+      kv_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return restore_ != nullptr; });
+    }
+    if (!has_state()) {
+      LOG(ERROR) << "KVServer app " << app_id_ << " cannot take the copy of key range " << s
+                 << ": its request handle has no Snapshot and Restore (set_state_handles)";
+      return;
+    }
+    RestoreState(state);
+    std::vector<Message> held;
+    bool all = true;
+    {
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      copied_.insert(s);
+      held.swap(held_[s]);
+      held_.erase(s);
+      for (int r = 0; r < chains.num_servers(); ++r)
+        all = all && (!chains.Holds(me, r) || copied_.count(r));
+      copied_all_ = all;
+    }
+    if (postoffice_->verbose() >= 1) {
+      LOG(INFO) << "KVServer app " << app_id_ << " holds key range " << s << " ("
+                << state.keys.size() << " keys) from " << van->NodeName(msg.meta.sender) << "; "
+                << held.size() << " requests came meanwhile";
+    }
+    for (const Message& m : held) Process(m);
+    if (all) {
+      postoffice_->ExpectCopies(app_id_);
+      postoffice_->CopiesDone(app_id_);
+    }
+  }
+
+  // Whether a chain message for key range "slice" waits for its copy: on a replacement that
+  // does not hold the range yet.
+  bool HoldForCopy(const Message& msg) {
+    if (msg.meta.chain != Meta::kForward && msg.meta.chain != Meta::kUpdate) return false;
+    if (!postoffice_->is_recovery()) return false;
+    std::lock_guard<std::mutex> lk(copy_mu_);
+    if (copied_all_ || copied_.count(msg.meta.slice)) return false;
+    held_[msg.meta.slice].push_back(msg);
+    return true;
+  }
+
   // A replicated update from the predecessor: applied through the update handle.
   void ProcessUpdate(const Message& msg) {
     if (!replica_->OnUpdate(msg)) return;
@@ -331,6 +511,14 @@ class KVServer : public SimpleApp {
     Message copy;  // a request the replication rewrote
     const Message* mp = &in;
     if (replica_ && in.meta.chain == Meta::kAck) return replica_->OnAck(in);
+    if (replica_ && in.meta.chain == Meta::kCopy) {
+      // An order from this server itself (OfferCopies), or a copy from a predecessor.
+      if (in.data.empty() && in.meta.sender == postoffice_->van()->my_node().id) {
+        return SendCopy(in.meta.slice, in.meta.origin);
+      }
+      return ReceiveCopy(in);
+    }
+    if (replica_ && HoldForCopy(in)) return;
     if (replica_ && in.meta.chain == Meta::kUpdate) return ProcessUpdate(in);
     if (replica_ && (in.meta.chain == Meta::kForward || in.meta.slice >= 0)) {
       copy = in;
@@ -417,6 +605,13 @@ class KVServer : public SimpleApp {
   std::shared_ptr<UpdateHandle> update_handle_;
   std::shared_ptr<SnapshotHandle> snapshot_;
   std::shared_ptr<RestoreHandle> restore_;
+
+  // Replacement servers; protected by copy_mu_.
+  mutable std::mutex copy_mu_;
+  std::map<int, int> offered_;                // range -> the replacement this server copies to
+  std::set<int> copied_;                      // ranges held from a copy (on a replacement)
+  bool copied_all_ = false;                   // every range this replacement replicates
+  std::map<int, std::vector<Message>> held_;  // range -> chain messages waiting for its copy
   bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
 };

@@ -67,7 +67,11 @@ class KVWorker : public SimpleApp {
     obj_.reset(new Customer(
         app_id, customer_id, [this](const Message& msg) { Process(msg); }, postoffice_));
     // A dead server's ranges have new primaries: what it did not answer goes to them.
-    if (replicated_) obj_->set_failover_handle([this](int dead) { Resend(dead); });
+    if (replicated_) {
+      obj_->set_failover_handle([this](int dead) {
+        if (dead != Node::kEmpty) Resend(dead);  // a replacement joining changes no primary
+      });
+    }
     if (const char* spec = postoffice_->env()->find("PS_CONSISTENCY")) {
       Consistency c;
       // A bad value already failed Start (or will): the worker stays eventual meanwhile.

@@ -1,5 +1,8 @@
 #include "ps/internal/replica_chain.h"
 
+#include <algorithm>
+#include <string>
+
 #include "ps/base.h"
 #include "ps/internal/postoffice.h"
 
@@ -263,6 +266,69 @@ void ReplicaChain::OnFailover() {
     auto it = pending_.find(id);
     if (it != pending_.end()) ForwardLocked(id, &it->second);
   }
+}
+
+std::vector<int> ReplicaChain::CopySeen(int slice) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int me = postoffice_->van() ? postoffice_->van()->my_node().id : 0;
+  // (origin, customer, below, count, count timestamps) per record.
+  std::vector<int> out;
+  auto add = [&](int origin, int customer, int below, const std::vector<int>& ts) {
+    out.insert(out.end(), {origin, customer, below, static_cast<int>(ts.size())});
+    out.insert(out.end(), ts.begin(), ts.end());
+  };
+  bool own = false;
+  for (const auto& kv : seen_) {
+    const int origin = kv.first.first, customer = kv.first.second;
+    if (customer < -1) {
+      // A primary's updates of a range, in order: "below" alone records them.
+      if (customer != -2 - slice) continue;
+      int below = kv.second.below;
+      if (origin == me) {
+        below = std::max(below, next_update_);
+        own = true;
+      }
+      add(origin, customer, below, {});
+      continue;
+    }
+    std::vector<int> ts;
+    for (const auto& id : kv.second.ids) {
+      if (id.second != slice) continue;
+      auto p = pending_.find(Id{origin, customer, id.first, slice});
+      // Not answered yet: its handle has not applied it (the copy is taken between requests).
+      if (p != pending_.end() && !p->second.answered) continue;
+      ts.push_back(id.first);
+    }
+    add(origin, customer, kv.second.below, ts);
+  }
+  // This server's own updates: the copy holds every one made so far.
+  if (!own && next_update_ > 0) add(me, -2 - slice, next_update_, {});
+  return out;
+}
+
+Status ReplicaChain::LoadSeen(int slice, const std::vector<int>& seen) {
+  std::map<std::pair<int, int>, ReplicaChain::Seen> add;
+  for (size_t i = 0; i < seen.size();) {
+    if (i + 4 > seen.size() || seen[i + 3] < 0 ||
+        static_cast<size_t>(seen[i + 3]) > seen.size() - i - 4 ||
+        (seen[i + 1] < -1 && seen[i + 1] != -2 - slice)) {
+      return Status::InvalidArgument("a malformed exactly-once record in the copy of key range " +
+                                     std::to_string(slice));
+    }
+    auto& s = add[{seen[i], seen[i + 1]}];
+    s.below = seen[i + 2];
+    for (int j = 0; j < seen[i + 3]; ++j) s.ids.emplace(seen[i + 4 + j], slice);
+    i += 4 + seen[i + 3];
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& kv : add) {
+    auto& s = seen_[kv.first];
+    s.below = std::max(s.below, kv.second.below);
+    for (const auto& id : kv.second.ids) {
+      if (id.first >= s.below) s.ids.insert(id);
+    }
+  }
+  return Status::OK();
 }
 
 size_t ReplicaChain::tracked() const {

@@ -58,6 +58,8 @@ void EncodeMeta(const Meta& meta, std::string* out) {
     if (c.failed_node) pc->set_failed_node(c.failed_node);
     if (!c.reason.empty()) pc->set_reason(c.reason);
     if (c.epoch) pc->set_epoch(c.epoch);
+    for (int v : c.chains) pc->add_chains(v);
+    if (c.recovery) pc->set_recovery(true);
   }
   out->clear();
   pb.SerializeToString(out);
@@ -105,7 +107,7 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
   m.filter_miss = pb.filter_miss();
   m.epoch = pb.epoch();
   m.slice = pb.slice();
-  if (m.slice < -1 || !InRange(pb.chain(), Meta::kUpdate + 1) || pb.covered_size() % 5 != 0) {
+  if (m.slice < -1 || !InRange(pb.chain(), Meta::kCopy + 1) || pb.covered_size() % 5 != 0) {
     return Status::InvalidArgument("bad replication fields");
   }
   m.chain = pb.chain();
@@ -138,6 +140,8 @@ Status DecodeMeta(const char* data, size_t size, Meta* meta) {
     c.failed_node = pc.failed_node();
     c.reason = pc.reason();
     c.epoch = pc.epoch();
+    c.chains.assign(pc.chains().begin(), pc.chains().end());
+    c.recovery = pc.recovery();
   }
   *meta = std::move(m);
   return Status::OK();

@@ -49,8 +49,8 @@ std::string Node::DebugString() const {
 }
 
 std::string Control::DebugString() const {
-  static const char* kNames[] = {"EMPTY",     "ADD_NODE",    "BARRIER",
-                                 "HEARTBEAT", "NODE_FAILED", "TERMINATE"};
+  static const char* kNames[] = {"EMPTY",       "ADD_NODE",  "BARRIER",      "HEARTBEAT",
+                                 "NODE_FAILED", "TERMINATE", "REPLACE_NODE", "SYNCED"};
   std::stringstream ss;
   ss << kNames[cmd];
   for (const Node& n : node) ss << " {" << n.DebugString() << "}";
@@ -59,6 +59,7 @@ std::string Control::DebugString() const {
   if (failed_node) ss << " node=" << failed_node;
   if (!reason.empty()) ss << " reason=\"" << reason << "\"";
   if (epoch) ss << " epoch=" << epoch;
+  if (recovery) ss << " recovery";
   return ss.str();
 }
 
@@ -82,7 +83,7 @@ std::string Meta::DebugString() const {
   if (filter_miss) ss << " filter_miss";
   if (epoch) ss << " epoch=" << epoch;
   if (slice >= 0) ss << " slice=" << slice;
-  static const char* kChains[] = {"", "forward", "ack", "update"};
+  static const char* kChains[] = {"", "forward", "ack", "update", "copy"};
   if (chain) ss << " chain=" << kChains[chain] << " origin=" << origin;
   return ss.str();
 }

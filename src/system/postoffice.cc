@@ -147,6 +147,7 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
       metrics_.reset();  // it reads van_, about to be replaced
       if (van_) van_->Stop();
       van_.reset(new Van(transport_factory_ ? transport_factory_() : Transport::Create("zmq")));
+      van_->set_config_handler([this] { OnConfiguration(); });
       s = van_->Start(
           options_, [this](Message&& msg) { OnData(std::move(msg)); },
           [this](const Node& node, const Status& why) { OnNodeFailed(node, why); },
@@ -174,7 +175,10 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
       ReportRank();
     }
   }
-  if (do_barrier) return TryBarrier(customer_id, kScheduler + kServerGroup + kWorkerGroup);
+  // A replacement server joins a running job: the others passed the start barrier long ago.
+  if (do_barrier && !van->is_recovery()) {
+    return TryBarrier(customer_id, kScheduler + kServerGroup + kWorkerGroup);
+  }
   return Status::OK();
 }
 
@@ -542,6 +546,33 @@ void Postoffice::OnNodeFailed(const Node& node, const Status& why) {
     if (replaced) r->customer->OnServerReplaced(node.id);
   }
   Release(held);
+}
+
+void Postoffice::OnConfiguration() {
+  std::vector<Registered*> held = Hold();
+  for (Registered* r : held) r->customer->OnServerReplaced(Node::kEmpty);
+  Release(held);
+}
+
+bool Postoffice::is_recovery() const {
+  Van* v = van();
+  return v && v->is_recovery();
+}
+
+void Postoffice::ExpectCopies(int app_id) {
+  std::lock_guard<std::mutex> lk(copies_mu_);
+  copying_apps_.insert(app_id);
+}
+
+void Postoffice::CopiesDone(int app_id) {
+  {
+    std::lock_guard<std::mutex> lk(copies_mu_);
+    copied_apps_.insert(app_id);
+    for (int app : copying_apps_) {
+      if (!copied_apps_.count(app)) return;
+    }
+  }
+  if (Van* v = van()) v->ReportSynced();
 }
 
 int Postoffice::replication() {

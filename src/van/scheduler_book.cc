@@ -76,9 +76,10 @@ int SchedulerBook::Participants(int group) const {
 
 std::vector<SchedulerBook::BarrierEntry> SchedulerBook::Remove(int id) {
   std::vector<BarrierEntry> done;
-  for (const Registration& r : registered_) {
-    if (r.node.id != id) continue;
+  for (Registration& r : registered_) {
+    if (r.node.id != id || r.removed) continue;
     removed_[r.node.role == Node::SERVER ? 0 : 1] += r.customers;
+    r.removed = true;
   }
   for (auto it = barriers_.begin(); it != barriers_.end();) {
     auto& entered = it->second;
@@ -93,6 +94,53 @@ std::vector<SchedulerBook::BarrierEntry> SchedulerBook::Remove(int id) {
     }
   }
   return done;
+}
+
+int SchedulerBook::RemovedServer() const {
+  int id = 0;
+  for (const Registration& r : registered_) {
+    if (r.removed && r.node.role == Node::SERVER && (id == 0 || r.node.id < id)) id = r.node.id;
+  }
+  return id;
+}
+
+bool SchedulerBook::Replace(const Node& node, int id, Node* registered, bool* again,
+                            std::string* why) {
+  const std::string key = node.hostname + ":" + std::to_string(node.port);
+  auto at = by_address_.find(key);
+  *again = false;
+  if (at != by_address_.end()) {
+    Registration& reg = registered_[at->second];
+    if (reg.node.conn_key == node.conn_key && !reg.removed && reg.node.role == Node::SERVER) {
+      // Another customer of the replacement.
+      ++reg.customers;
+      ++customers_[0];
+      *registered = reg.node;
+      *again = true;
+      return true;
+    }
+    if (!reg.removed) {
+      *why = "a server at " + key + " registered on another connection than the node there";
+      return false;
+    }
+  }
+  for (Registration& reg : registered_) {
+    if (reg.node.id != id) continue;
+    if (!reg.removed || reg.node.role != Node::SERVER) break;
+    removed_[0] -= reg.customers;
+    customers_[0] -= reg.customers - 1;
+    reg.customers = 1;
+    reg.removed = false;
+    by_address_.erase(reg.node.hostname + ":" + std::to_string(reg.node.port));
+    Node n = node;
+    n.id = id;
+    reg.node = n;
+    by_address_[key] = static_cast<size_t>(&reg - registered_.data());
+    *registered = n;
+    return true;
+  }
+  *why = "no dead server to replace";
+  return false;
 }
 
 std::vector<SchedulerBook::BarrierEntry> SchedulerBook::EnterBarrier(int group,

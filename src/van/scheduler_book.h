@@ -45,6 +45,14 @@ class SchedulerBook {
   // its customers no longer count, and what it entered is forgotten. Returns the entries of
   // barriers that this completes, to release.
   std::vector<BarrierEntry> Remove(int id);
+  // The id of a removed server (the lowest), or 0 when no server is removed.
+  int RemovedServer() const;
+  // Registers one customer of "node", a server started into the running job: the first takes
+  // the place (the id) of removed server "id", whose barriers count it again from now on; the
+  // node's further customers (the same address and connection key) count too, and set "*again".
+  // Returns false, saying why, when "id" is not removed, or the node's address is registered to
+  // a live node.
+  bool Replace(const Node& node, int id, Node* registered, bool* again, std::string* why);
 
  private:
   int Participants(int group) const;
@@ -53,6 +61,7 @@ class SchedulerBook {
   struct Registration {
     Node node;  // with its id
     int customers = 0;
+    bool removed = false;
   };
   std::vector<Registration> registered_;
   std::map<std::string, size_t> by_address_;           // host:port -> index in registered_

@@ -561,6 +561,34 @@ void Van::ProcessControlAtScheduler(Message& msg, const std::string* peer) {
         return SendControl(msg.meta.sender, ack, false);
       }
       break;
+    case Control::SYNCED: {
+      // A replacement server holds its key ranges: it is a full replica from now on.
+      const int id = msg.meta.sender;
+      auto node = nodes_.find(id);
+      if (msg.meta.request && node != nodes_.end() && node->second.role == Node::SERVER &&
+          chains_.syncing(Postoffice::IDtoRank(id))) {
+        Control done;
+        done.cmd = Control::SYNCED;
+        done.failed_node = id;
+        int dead = 0;
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          chains_.MarkSynced(Postoffice::IDtoRank(id));
+          epoch_ = chains_.epoch();
+          done.epoch = chains_.epoch();
+          for (int r = 0; r < chains_.num_servers(); ++r) dead += chains_.dead(r);
+          cv_.notify_all();
+        }
+        ++synced_;
+        SendToLiveNodes(done);
+        LOG(INFO) << NodeName(id) << " holds its key ranges (epoch " << done.epoch << "): "
+                  << (dead == 0 ? "every key range is on " + std::to_string(chains_.k()) +
+                                      " servers again"
+                                : std::to_string(dead) + " servers are still dead");
+        return;
+      }
+      break;
+    }
     case Control::NODE_FAILED:
       // A node that gives up says why; it may speak for itself only.
       if (msg.meta.request && ready_ && ctl.failed_node == msg.meta.sender &&
@@ -597,7 +625,19 @@ void Van::ProcessAddNode(const Message& msg, const std::string* peer) {
   if (!fatal_.ok()) {
     why = "the job failed to start: " + fatal_.message();
   } else if (ready_) {
-    book_->Register(node, &registered, &why);  // counts are full: only says why
+    // A server started into the running job takes the place of a dead one, if there is one.
+    if (node.role == Node::SERVER && chains_.k() > 1 && book_->RemovedServer() != 0) {
+      if (ReplaceServer(node, token, &why)) return;
+    } else if (node.role == Node::SERVER && chains_.k() > 1 && !finalizing_ && !job_ended_) {
+      // No server is dead (yet: a server restarted at once may come before its death is
+      // known): it waits to take the place of the next one that dies.
+      spares_.push_back(Spare{node, token, Clock::now()});
+      LOG(INFO) << "a server at " << node.hostname << ":" << node.port
+                << " waits to replace the next server that dies";
+      return;
+    } else {
+      book_->Register(node, &registered, &why);  // counts are full: only says why
+    }
   } else if (book_->Register(node, &registered, &why)) {
     why.clear();
   }
@@ -632,6 +672,140 @@ void Van::ProcessAddNode(const Message& msg, const std::string* peer) {
   std::lock_guard<std::mutex> lk(mu_);
   ready_ = true;
   cv_.notify_all();
+}
+
+bool Van::ReplaceServer(const Node& node, const std::string& token, std::string* why) {
+  if (finalizing_ || job_ended_) {
+    *why = "the job is finishing: a server cannot join it now";
+    return false;
+  }
+  const int id = book_->RemovedServer();
+  Node registered;
+  bool again = false;
+  if (!book_->Replace(node, id, &registered, &again, why)) return false;
+  if (again) return true;  // counted; its node list went out with its first customer
+  const int rank = Postoffice::IDtoRank(id);
+  Control list;
+  list.cmd = Control::ADD_NODE;
+  list.recovery = true;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    chains_.Revive(rank);
+    epoch_ = chains_.epoch();
+    nodes_[id] = registered;
+    dead_.erase(id);
+    fenced_.erase(id);
+    for (const auto& kv : nodes_) list.node.push_back(kv.second);
+    list.chains = chains_.Encode();
+    list.epoch = chains_.epoch();
+    cv_.notify_all();
+  }
+  ++replacements_;
+  disconnected_.erase(id);
+  last_seen_[id] = Clock::now();
+  // The old incarnation's connection goes; the new one is watched like any node's.
+  transport_->Forget(id);
+  transport_->SetAddress(id, registered.hostname, registered.port, true,
+                         PeerGuard::SchedulerRoutingId(token));
+  Control joined;
+  joined.cmd = Control::REPLACE_NODE;
+  joined.node.push_back(registered);
+  joined.epoch = list.epoch;
+  {
+    std::vector<int> others;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (const auto& kv : nodes_) {
+        if (kv.first != kScheduler && kv.first != id && !dead_.count(kv.first)) {
+          others.push_back(kv.first);
+        }
+      }
+    }
+    for (int other : others) SendControl(other, joined, false);
+  }
+  SendControl(id, list, false);
+  LOG(INFO) << NodeName(id) << " joined in the place of the dead server " << rank
+            << "; it copies its key ranges from live replicas (epoch " << list.epoch << ")";
+  return true;
+}
+
+void Van::UseSpares() {
+  while (!spares_.empty() && book_->RemovedServer() != 0) {
+    const Spare first = spares_.front();
+    // Its other customers come from the same address.
+    std::vector<Spare> same, rest;
+    for (const Spare& s : spares_) {
+      (s.node.hostname == first.node.hostname && s.node.port == first.node.port ? same : rest)
+          .push_back(s);
+    }
+    spares_ = rest;
+    for (const Spare& s : same) {
+      std::string why;
+      if (!ReplaceServer(s.node, s.token, &why)) RefuseRegistration(s.node, s.token, why);
+    }
+  }
+  for (auto it = spares_.begin(); it != spares_.end();) {
+    if (SecondsSince(it->since) <= options_.start_timeout && !job_ended_ && !finalizing_) {
+      ++it;
+      continue;
+    }
+    RefuseRegistration(
+        it->node, it->token,
+        job_ended_ || finalizing_
+            ? std::string("the job is finishing: a server cannot join it now")
+            : "no server died within PS_START_TIMEOUT=" + FormatSeconds(options_.start_timeout) +
+                  " s for this server to replace");
+    it = spares_.erase(it);
+  }
+}
+
+void Van::ProcessReplacement(const Control& ctl) {
+  if (ctl.cmd == Control::REPLACE_NODE) {
+    const bool valid = ctl.node.size() == 1 && ctl.node[0].role == Node::SERVER &&
+                       nodes_.count(ctl.node[0].id) && ctl.node[0].id != my_id_.load() &&
+                       chains_.dead(Postoffice::IDtoRank(ctl.node[0].id)) &&
+                       ctl.epoch > epoch_.load();
+    if (!valid) return Drop(DropReason::kBadControl, "unexpected replacement " + ctl.DebugString());
+    const Node& n = ctl.node[0];
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      nodes_[n.id] = n;
+      dead_.erase(n.id);
+      chains_.Revive(Postoffice::IDtoRank(n.id));
+      epoch_ = ctl.epoch;
+      cv_.notify_all();
+    }
+    ++replacements_;
+    disconnected_.erase(n.id);
+    transport_->Forget(n.id);
+    transport_->SetAddress(n.id, n.hostname, n.port, false);
+    if (options_.verbose >= 1) {
+      LOG(INFO) << NodeName(n.id) << " replaces a dead server (epoch " << ctl.epoch << ")";
+    }
+  } else {
+    const int rank = Postoffice::IDtoRank(ctl.failed_node);
+    if (!chains_.syncing(rank) || ctl.epoch <= epoch_.load()) {
+      return Drop(DropReason::kBadControl, "unexpected configuration " + ctl.DebugString());
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      chains_.MarkSynced(rank);
+      epoch_ = ctl.epoch;
+      cv_.notify_all();
+    }
+    ++synced_;
+    if (ctl.failed_node == my_id_.load()) {
+      LOG(INFO) << "this server holds its key ranges: a full replica from epoch " << ctl.epoch;
+    }
+  }
+  if (on_config_) on_config_();
+}
+
+void Van::ReportSynced() {
+  if (!recovery_ || reported_synced_.exchange(true)) return;
+  Control synced;
+  synced.cmd = Control::SYNCED;
+  SendControl(kScheduler, synced, true);
 }
 
 void Van::RefuseRegistration(const Node& node, const std::string& token, const std::string& why) {
@@ -706,18 +880,39 @@ void Van::ProcessControlAtNode(Message& msg, const std::string* peer) {
       if (ready_ || !mine) {
         return Drop(DropReason::kBadControl, "unexpected node list " + ctl.DebugString());
       }
+      ServerChains joined = chains_;
+      if (ctl.recovery && (options_.role != Node::SERVER || !joined.Decode(ctl.chains).ok() ||
+                           !joined.syncing(Postoffice::IDtoRank(msg.meta.recver)))) {
+        return Drop(DropReason::kBadControl, "unexpected node list " + ctl.DebugString());
+      }
       {
         std::lock_guard<std::mutex> lk(mu_);
         for (const Node& n : ctl.node) nodes_[n.id] = n;
         my_node_.id = msg.meta.recver;
         my_id_ = msg.meta.recver;
+        if (ctl.recovery) {
+          // A replacement: the job's configuration now, with the servers dead meanwhile.
+          chains_ = joined;
+          epoch_ = joined.epoch();
+          recovery_ = true;
+          for (int r = 0; r < joined.num_servers(); ++r) {
+            const int id = Postoffice::ServerRankToID(r);
+            if (joined.dead(r) && nodes_.count(id)) {
+              dead_[id] = Status::NodeFailed(NodeNameLocked(id) +
+                                             " was dead when this server joined the job");
+            }
+          }
+        }
       }
       for (const Node& n : ctl.node) {
         if (n.id != msg.meta.recver && n.id != kScheduler) {
           transport_->SetAddress(n.id, n.hostname, n.port, false);
         }
       }
-      if (options_.verbose >= 1) {
+      if (ctl.recovery) {
+        LOG(INFO) << "joined the running job as " << my_node_.DebugString()
+                  << " in the place of a dead server (epoch " << epoch_.load() << ")";
+      } else if (options_.verbose >= 1) {
         LOG(INFO) << "joined the job as " << my_node_.DebugString() << " with " << ctl.node.size()
                   << " nodes";
       }
@@ -741,6 +936,10 @@ void Van::ProcessControlAtNode(Message& msg, const std::string* peer) {
     case Control::HEARTBEAT:
       ++heartbeats_received_;
       return;  // the acknowledgement; last_heard_scheduler_ is already updated
+    case Control::REPLACE_NODE:
+    case Control::SYNCED:
+      if (!ready_) break;
+      return ProcessReplacement(ctl);
     case Control::NODE_FAILED:
       if (ctl.epoch > 0) {
         // A server the replicas cover: the new configuration, applied before the failure
@@ -817,6 +1016,7 @@ void Van::MarkDead(int id, const Status& why) {
       SendControl(e.node_id, release, false, e.customer_id);
     }
     Fence(id);
+    if (is_scheduler_) UseSpares();
     return;
   }
   // The job cannot go on without one of its nodes: the scheduler ends it, naming the node;
@@ -954,6 +1154,7 @@ void Van::Tick() {
                                        " connections were refused for not holding the job's key"
                                  : "")));
   }
+  if (is_scheduler_ && !spares_.empty()) UseSpares();
   if (!watch) return;
   // Broken connections that did not come back: the process at the other end died.
   std::vector<int> gone;

@@ -90,17 +90,26 @@ class Job:
         else:
             base.pop("PS_KEY_FILE", None)
         base.update(env or {})
+        self.base_env, self.program, self.args = base, program, list(args)
         start_workers = workers if start_workers is None else start_workers
         plan = [("scheduler", 0)] + [("server", i) for i in range(servers)] + \
                [("worker", i) for i in range(start_workers)]
         for role, index in plan:
-            node_env = dict(base, DMLC_ROLE=role)
-            out = os.path.join(self.tmp.name, f"{role}{index}.out")
-            err = os.path.join(self.tmp.name, f"{role}{index}.err")
-            with open(out, "w") as fo, open(err, "w") as fe:
-                proc = subprocess.Popen([program, *args], env=node_env, stdout=fo, stderr=fe,
-                                        start_new_session=True)
-            self.nodes.append(Node(role, index, proc, out, err))
+            self.add(role, index)
+
+    def add(self, role, index=None):
+        """Starts one more process of the job in "role" (a replacement server, say)."""
+        if index is None:
+            index = len(self.role(role))
+        node_env = dict(self.base_env, DMLC_ROLE=role)
+        out = os.path.join(self.tmp.name, f"{role}{index}.out")
+        err = os.path.join(self.tmp.name, f"{role}{index}.err")
+        with open(out, "w") as fo, open(err, "w") as fe:
+            proc = subprocess.Popen([self.program, *self.args], env=node_env, stdout=fo,
+                                    stderr=fe, start_new_session=True)
+        node = Node(role, index, proc, out, err)
+        self.nodes.append(node)
+        return node
 
     def role(self, role):
         return [n for n in self.nodes if n.role == role]

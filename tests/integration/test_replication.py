@@ -91,6 +91,52 @@ class ReplicationTest(unittest.TestCase):
                                           r"heartbeat.*\), and server \d \(node \d+", job.report())
         self.assert_exact(job, [n for n in job.nodes if n is not victim])
 
+    def wait_for_log(self, node, text, timeout, job):
+        deadline = time.monotonic() + timeout
+        while text not in node.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertIn(text, node.stderr(), job.report())
+
+    def replace_then_kill_another(self, *args, spare=False):
+        """Kills a server; a replacement joins (a spare started before the death, or started
+        after it) and syncs; then a second original server dies, one that shares a key range
+        with the first: only the restored factor keeps that range."""
+        rounds = 3000
+        job = self.job(3, 3, 2, "--rounds", str(rounds), "--round-ms", "2", *args)
+        first = self.rng.randrange(3)
+        victim = self.server_of_rank(job, first)
+        second = self.server_of_rank(job, (first + self.rng.choice([1, 2])) % 3)
+        scheduler = job.role("scheduler")[0]
+        if spare:
+            replacement = job.add("server")
+            self.wait_for_log(scheduler, "waits to replace the next server that dies", 30, job)
+        r = self.at_random_round(job, 400)
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        if not spare:
+            # Started at once, as a launcher restarting it would: perhaps before its death is
+            # known.
+            replacement = job.add("server")
+        self.wait_for_log(scheduler, "holds its key ranges", 60, job)
+        self.assertIn(f"server rank {first}", replacement.stdout(), job.report())
+        worker = job.role("worker")[0]
+        self.assertNotIn(f"round {rounds - 1}\n", worker.stdout(), "too late: " + job.report())
+        os.killpg(second.proc.pid, signal.SIGKILL)
+        survivors = [n for n in job.nodes if n not in (victim, second)]
+        job.wait(timeout=120, nodes=survivors)
+        with self.subTest(first=first, round=r, seed=SEED):
+            self.assert_exact(job, survivors)
+            self.assertIn("every key range is on 2 servers again", scheduler.stderr(),
+                          job.report())
+
+    def test_replacement_server_restores_the_replication_factor(self):
+        self.replace_then_kill_another()
+
+    def test_replacement_under_synchronous_rounds_restores_the_factor(self):
+        self.replace_then_kill_another("--sync", "1")
+
+    def test_spare_server_takes_the_place_of_the_next_that_dies(self):
+        self.replace_then_kill_another(spare=True)
+
     def test_range_lost_when_more_servers_die_than_replicas_cover(self):
         job = self.job(3, 2, 2, "--rounds", "100000", "--round-ms", "2")
         first, second = self.server_of_rank(job, 0), self.server_of_rank(job, 1)

@@ -139,7 +139,8 @@ class Customer {
   // the range (Meta::slice), and a server's death fails nothing; the app resends instead.
   static int SliceResponder(int slice) { return -1 - slice; }
   // Called on the receiving thread when server "node_id" died and the replicas took over its
-  // ranges (after the new configuration is in place). Thread-safe; null: nothing to do.
+  // ranges (after the new configuration is in place), and with node_id Node::kEmpty when a
+  // replacement server joined or became a full replica. Thread-safe; null: nothing to do.
   using FailoverHandle = std::function<void(int node_id)>;
   void set_failover_handle(FailoverHandle handle);
   void OnServerReplaced(int node_id);

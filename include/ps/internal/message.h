@@ -72,20 +72,34 @@ const char* RoleName(Node::Role role);
 
 // Control messages: the van's own protocol between the nodes and the scheduler.
 struct Control {
-  enum Command : int { EMPTY, ADD_NODE, BARRIER, HEARTBEAT, NODE_FAILED, TERMINATE };
-  static const int kNumCommands = TERMINATE + 1;
+  // REPLACE_NODE (scheduler to nodes): node[0] takes the place of the dead server of its id.
+  // SYNCED: a replacement server holds its key ranges (to the scheduler), and the configuration
+  // that counts it as a full replica (from the scheduler; failed_node names it).
+  enum Command : int {
+    EMPTY,
+    ADD_NODE,
+    BARRIER,
+    HEARTBEAT,
+    NODE_FAILED,
+    TERMINATE,
+    REPLACE_NODE,
+    SYNCED
+  };
+  static const int kNumCommands = SYNCED + 1;
 
   bool empty() const { return cmd == EMPTY; }
   std::string DebugString() const;
 
   Command cmd = EMPTY;
-  std::vector<Node> node;  // ADD_NODE: the registering node, or the full list from the scheduler
-  int barrier_group = 0;   // BARRIER: the group that synchronises
-  bool finalize = false;   // BARRIER: the final barrier of Finalize
-  bool barrier_ok = true;  // BARRIER reply: false when the barrier cannot complete
-  int failed_node = 0;     // NODE_FAILED: id of the dead node
-  std::string reason;      // NODE_FAILED, TERMINATE, failed BARRIER: why, for the user
-  int epoch = 0;           // NODE_FAILED of a server the replicas cover: the new epoch
+  std::vector<Node> node;   // ADD_NODE: the registering node, or the full list from the scheduler
+  int barrier_group = 0;    // BARRIER: the group that synchronises
+  bool finalize = false;    // BARRIER: the final barrier of Finalize
+  bool barrier_ok = true;   // BARRIER reply: false when the barrier cannot complete
+  int failed_node = 0;      // NODE_FAILED: id of the dead node
+  std::string reason;       // NODE_FAILED, TERMINATE, failed BARRIER: why, for the user
+  int epoch = 0;            // NODE_FAILED of a server the replicas cover: the new epoch
+  std::vector<int> chains;  // ADD_NODE to a replacement server: the configuration it joins
+  bool recovery = false;    // ADD_NODE to a replacement server
 };
 
 // A filter applied to the data frames of a message: its registered name and what its decoder
@@ -127,7 +141,7 @@ struct Meta {
   bool filter_miss = false;
 
   // Server replication (PS_REPLICATION >= 2; see ps/internal/replication.h).
-  enum Chain : int { kNoChain, kForward, kAck, kUpdate };
+  enum Chain : int { kNoChain, kForward, kAck, kUpdate, kCopy };
   int epoch = 0;   // the sender's configuration epoch, set by the van
   int slice = -1;  // a key-value request's key range, echoed by its response
   int chain = kNoChain;

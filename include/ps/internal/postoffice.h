@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -142,7 +143,15 @@ class Postoffice {
   int PrimaryOf(int range) const;
   // The rank of this node within its role, once started.
   int my_rank() const;
-  bool is_recovery() const { return false; }
+  // ps-lite's: this server was started into the running job in the place of a dead one (see
+  // ps/internal/replication.h); it copies its key ranges from live replicas. Once started.
+  bool is_recovery() const;
+  // On a replacement server: KVServer app "app_id" copies key ranges from live replicas
+  // (ExpectCopies, when it is constructed), and holds all of them (CopiesDone). Once every app
+  // that copies holds its ranges, the scheduler is told: the server is a full replica then.
+  // Thread-safe.
+  void ExpectCopies(int app_id);
+  void CopiesDone(int app_id);
   Van* van() const { return van_.get(); }
   Environment* env() const { return env_; }
   // OK while node "id" can answer, else why not (it died, or the job was ended).
@@ -158,6 +167,8 @@ class Postoffice {
   void OnData(Message&& msg);
   void OnNodeFailed(const Node& node, const Status& why);
   void OnJobEnd(const Status& why);
+  // A replacement server joined or synced: the apps' failover handles run (node id kEmpty).
+  void OnConfiguration();
   // The registered customers, each held against removal until Release. Thread-safe.
   struct Registered;
   std::vector<Registered*> Hold() const;
@@ -212,6 +223,11 @@ class Postoffice {
   std::map<int, std::vector<Message>> waiting_;         // app id -> requests before its customer
   size_t waiting_bytes_ = 0;                            // data bytes in waiting_
   size_t max_waiting_bytes_ = 256u << 20;               // PS_MAX_WAITING_MB; set by the config
+
+  // Protected by copies_mu_: KVServer apps copying key ranges on a replacement server, and
+  // those that hold them.
+  std::mutex copies_mu_;
+  std::set<int> copying_apps_, copied_apps_;
 };
 
 }  // namespace ps

@@ -33,6 +33,7 @@
 
 #include "ps/internal/message.h"
 #include "ps/kv_pairs.h"
+#include "ps/status.h"
 
 namespace ps {
 
@@ -68,6 +69,14 @@ class ReplicaChain {
   void Replicate(Message update, int slice, const std::vector<KVMeta>& covered);
   // The configuration changed: what waits on a dead successor goes to the next one.
   void OnFailover();
+
+  // A replacement server's copy of key range "slice" carries what exactly-once needs with the
+  // state: the requests and updates of the range whose effect the state holds. CopySeen(slice)
+  // gives them (take it with the state's snapshot, on the customer thread: a request whose
+  // handle has not answered yet is not in the state, and is left out); LoadSeen adds them here,
+  // and fails, changing nothing, on a malformed list.
+  std::vector<int> CopySeen(int slice) const;
+  Status LoadSeen(int slice, const std::vector<int>& seen);
 
   // Requests recorded as applied, and requests waiting for the chain (bookkeeping bounds).
   size_t tracked() const;

@@ -10,6 +10,12 @@
 // applies it, workers resend what the dead server had not answered to the new primaries. A
 // range whose whole chain is dead is lost: the job ends naming it.
 //
+// Replacement: a server started into the running job takes the rank of a dead one (Revive). It
+// joins the chains of that rank's ranges at their tails, syncing: it gets every request the
+// chain applies from then on, and a copy of each range from its predecessor, and answers for no
+// range. Once it holds them all the scheduler publishes it as a full replica (MarkSynced): the
+// replication factor is back to k. A revived rank stays behind the original ones in its chains.
+//
 // ServerChains is that bookkeeping, for one configuration; it decides and sends nothing.
 // Not thread-safe: its owner locks.
 #ifndef PS_INTERNAL_REPLICATION_H_
@@ -38,12 +44,26 @@ class ServerChains {
   // Marks server "rank" dead and starts a new epoch. Returns false when a range lost every
   // server of its chain (the configuration is then unusable).
   bool MarkDead(int rank);
+  // Dead server "rank" comes back as a replacement, syncing, at the tails of its chains; starts
+  // a new epoch. Returns false (changing nothing) when it is not dead.
+  bool Revive(int rank);
+  // Syncing server "rank" holds its ranges: it is a full replica from now on; starts a new
+  // epoch. Returns false (changing nothing) when it is not syncing.
+  bool MarkSynced(int rank);
+  bool syncing(int rank) const { return rank >= 0 && rank < num_servers_ && syncing_[rank]; }
+
+  // The configuration as integers, for the node list a replacement server gets, and back.
+  // Decode fails on a list that does not fit this job's servers and k.
+  std::vector<int> Encode() const;
+  Status Decode(const std::vector<int>& encoded);
   // The first range whose chain is all dead, or -1.
   int LostRange() const;
 
-  // The live ranks holding range "range", primary first.
+  // The live ranks holding range "range" in chain order (the original ones in ring order,
+  // then the revived ones in the order they came back), syncing ones included.
   std::vector<int> Chain(int range) const;
-  // The live rank answering for "range", or -1 when it is lost.
+  // The live rank answering for "range" (the first of its chain that is not syncing), or -1
+  // when it is lost.
   int Primary(int range) const;
   // The live rank after "rank" in the chain of "range", or -1 when "rank" is its tail.
   int Successor(int range, int rank) const;
@@ -58,6 +78,9 @@ class ServerChains {
   int k_ = 1;
   int epoch_ = 0;
   std::vector<bool> dead_;
+  std::vector<bool> syncing_;
+  std::vector<int> revived_;  // rank -> when it was last revived (0: never), in revivals
+  int revivals_ = 0;
 };
 
 // The default key ranges of "num_servers" servers: together they cover [0, kMaxKey], each

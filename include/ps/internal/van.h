@@ -91,6 +91,9 @@ class Van {
   // FailureHandler), or this node lost the scheduler (then every call fails from now on).
   // Not called for start-up failures, which Register() returns.
   using FatalHandler = std::function<void(const Status& why)>;
+  // Called on the receiving thread after this node applied a configuration in which a
+  // replacement server joined (REPLACE_NODE) or became a full replica (SYNCED).
+  using ConfigHandler = std::function<void()>;
 
   // A van over a transport of the given type ("zmq"). Starts nothing.
   static std::unique_ptr<Van> Create(const std::string& type = "zmq");
@@ -106,6 +109,8 @@ class Van {
   // Fails with a clear message on a busy scheduler port or an unusable host.
   Status Start(const VanOptions& options, DataHandler on_data, FailureHandler on_failure,
                FatalHandler on_fatal);
+  // Sets the handler of configuration changes (none by default). REQUIRES: before Start.
+  void set_config_handler(ConfigHandler on_config) { on_config_ = std::move(on_config); }
 
   // Registers one customer of this node with the scheduler and blocks until every node of the
   // job has registered, or start-up fails (the scheduler's deadline, a TERMINATE, or this
@@ -168,6 +173,15 @@ class Van {
   int epoch() const { return epoch_.load(); }
   // Blocks until this node applied configuration "epoch", up to "seconds"; false on timeout.
   bool WaitForEpoch(int epoch, double seconds);
+  // This server was started into the running job in the place of a dead one (ps-lite's
+  // is_recovery): it syncs its key ranges from live replicas before it counts as one.
+  bool is_recovery() const { return recovery_.load(); }
+  // On a replacement server: it holds every key range it replicates; the scheduler then
+  // publishes it as a full replica. Thread-safe.
+  void ReportSynced();
+  // Replacement servers that joined and that synced, as the scheduler published them.
+  int replacements() const { return replacements_.load(); }
+  int synced() const { return synced_.load(); }
   // Failovers the scheduler published so far.
   int failovers() const { return failovers_.load(); }
   // Failovers the apps of this node recovered from, and how long they took (from the new
@@ -215,6 +229,14 @@ class Van {
   void ProcessControlAtScheduler(Message& msg, const std::string* peer);
   void ProcessControlAtNode(Message& msg, const std::string* peer);
   void ProcessAddNode(const Message& msg, const std::string* peer);
+  // On the scheduler: "node" (registered on connection "token") takes the place of a dead
+  // server the replicas cover. Returns false, saying why, when it cannot.
+  bool ReplaceServer(const Node& node, const std::string& token, std::string* why);
+  // On the scheduler: the first spare server (and its other customers) takes the place of a
+  // dead server, if one is dead; spares that waited past PS_START_TIMEOUT are refused.
+  void UseSpares();
+  // On a node: the scheduler's REPLACE_NODE or SYNCED.
+  void ProcessReplacement(const Control& ctl);
   // Refuses a registration: tells the node why (at most a few per second) and closes the
   // connection again.
   void RefuseRegistration(const Node& node, const std::string& token, const std::string& why);
@@ -250,6 +272,7 @@ class Van {
   DataHandler on_data_;
   FailureHandler on_failure_;
   FatalHandler on_fatal_;
+  ConfigHandler on_config_;
   bool is_scheduler_ = false;
   Clock::time_point start_time_;
 
@@ -260,6 +283,10 @@ class Van {
   std::atomic<bool> job_ended_{false};    // EndJob ran
   std::atomic<int> epoch_{0};             // chains_.epoch(), for Send without mu_
   std::atomic<int> failovers_{0};
+  std::atomic<int> replacements_{0};
+  std::atomic<int> synced_{0};
+  std::atomic<bool> recovery_{false};
+  std::atomic<bool> reported_synced_{false};
   std::atomic<uint64_t> dropped_[static_cast<int>(DropReason::kNumReasons)] = {};
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_received_{0};
@@ -314,6 +341,12 @@ class Van {
   Clock::time_point refusal_second_;  // refusal notices sent in the second from here
   int refusal_notices_ = 0;
   std::map<int, Clock::time_point> last_seen_;  // node id -> last message
+  struct Spare {
+    Node node;
+    std::string token;
+    Clock::time_point since;
+  };
+  std::vector<Spare> spares_;  // servers started into the job while no server was dead
 };
 
 }  // namespace ps

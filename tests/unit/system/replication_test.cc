@@ -39,6 +39,43 @@ TEST(ServerChains, DeadServersLeaveTheirChainsAndTheNextReplicaLeads) {
             "(nodes 10, 12) are dead and PS_REPLICATION=2");
 }
 
+// A replacement joins at the tails of its ranges' chains, answers for none while it syncs, does
+// not keep a range alive until it is synced, and stays behind the original ranks afterwards.
+TEST(ServerChains, ARevivedServerSyncsAtTheTailsAndThenCountsAsAReplica) {
+  ServerChains c(3, 2);
+  EXPECT_FALSE(c.Revive(1));  // alive
+  ASSERT_TRUE(c.MarkDead(1));
+  ASSERT_TRUE(c.Revive(1));
+  EXPECT_EQ(c.epoch(), 2);
+  EXPECT_TRUE(c.syncing(1));
+  EXPECT_EQ(c.Chain(1), (std::vector<int>{2, 1}));  // it joined behind server 2
+  EXPECT_EQ(c.Chain(0), (std::vector<int>{0, 1}));
+  EXPECT_EQ(c.Primary(1), 2);
+  EXPECT_EQ(c.Successor(1, 2), 1);
+  EXPECT_EQ(c.Successor(1, 1), -1);
+  // Syncing, it holds nothing yet: the death of server 2 loses range 1.
+  ServerChains early = c;
+  EXPECT_FALSE(early.MarkDead(2));
+  EXPECT_EQ(early.LostRange(), 1);
+  // The encoded configuration gives the same chains.
+  ServerChains copy(3, 2);
+  ASSERT_TRUE(copy.Decode(c.Encode()).ok());
+  EXPECT_EQ(copy.epoch(), 2);
+  EXPECT_EQ(copy.Chain(1), (std::vector<int>{2, 1}));
+  EXPECT_TRUE(copy.syncing(1));
+  EXPECT_FALSE(ServerChains(4, 2).Decode(c.Encode()).ok());
+  EXPECT_FALSE(copy.Decode({3, 2, 1}).ok());
+  ASSERT_TRUE(c.MarkSynced(1));
+  EXPECT_FALSE(c.MarkSynced(1));
+  EXPECT_EQ(c.epoch(), 3);
+  EXPECT_EQ(c.Chain(1), (std::vector<int>{2, 1}));
+  // Synced, it answers for range 1 once server 2 dies: the factor was restored.
+  EXPECT_TRUE(c.MarkDead(2));
+  EXPECT_EQ(c.Primary(1), 1);
+  EXPECT_EQ(c.Primary(2), 0);
+  EXPECT_EQ(c.LostRange(), -1);
+}
+
 TEST(ServerChains, WithoutReplicasEveryDeathLosesARange) {
   ServerChains c(2, 1);
   EXPECT_FALSE(c.MarkDead(0));
