@@ -441,11 +441,15 @@ class Job:
     """
 
     def __init__(self, launches: List[Launch], console: Console, timeout: Optional[float],
-                 verbose: bool, spare_servers: int = 0):
+                 verbose: bool, spare_servers: int = 0, restart_servers: bool = False):
         self._launches = launches
         # Servers that may die without ending the job: PS_REPLICATION - 1 (the nodes end the
         # job themselves, naming the lost key range, when more die than the replicas cover).
         self._spare_servers = spare_servers
+        # --restart-failed-servers: a server that dies is started again, and takes the place of
+        # the dead one in the running job; servers restarted so far, by name.
+        self._restart_servers = restart_servers and spare_servers > 0
+        self._restarts: Dict[str, int] = {}
         self._console = console
         self._timeout = timeout
         self._verbose = verbose
@@ -557,6 +561,14 @@ class Job:
         self._signal_group(proc, signal.SIGKILL)
         code, how = exit_status(returncode)
         if code and not self._outcome and launch.name.startswith("server ") and \
+                self._restart_servers:
+            # Its replicas answer for it meanwhile; the new one copies its key ranges from them
+            # and restores the replication factor (the nodes end the job if a range is lost).
+            count = self._restarts[launch.name] = self._restarts.get(launch.name, 0) + 1
+            self._console.note(f"{self._console.label(launch.name)} {how}; starting it again "
+                               f"(restart {count}) to take its place in the job")
+            self._start(launch)
+        elif code and not self._outcome and launch.name.startswith("server ") and \
                 self._spare_servers > 0:
             self._spare_servers -= 1
             self._console.note(f"{self._console.label(launch.name)} {how}; the job goes on "
@@ -874,6 +886,10 @@ def make_parser() -> argparse.ArgumentParser:
                              "start nothing")
     parser.add_argument("--verbose", action="store_true",
                         help="say what the launcher starts, signals and sees exit")
+    parser.add_argument("--restart-failed-servers", action="store_true",
+                        help="under PS_REPLICATION >= 2, start a server that dies again: it "
+                             "takes the dead one's place and copies its key ranges from live "
+                             "replicas (local and ssh launchers)")
     parser.add_argument("--srun-arg", action="append", default=[], metavar="ARG",
                         help="pass ARG to srun (repeatable), e.g. --srun-arg=--partition=gpu")
     parser.add_argument("--mpi-node", action="store_true",
@@ -922,6 +938,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         raise UsageError("--ssh-option is for --launcher ssh")
     if args.srun_arg and args.launcher != "slurm":
         raise UsageError("--srun-arg is for --launcher slurm")
+    if args.restart_failed_servers and args.launcher not in ("local", "ssh"):
+        raise UsageError("--restart-failed-servers is for --launcher local or ssh: mpirun and "
+                         "srun start and stop their ranks together")
     if args.launcher == "slurm" and args.hostfile:
         raise UsageError("--launcher slurm takes its hosts from the Slurm allocation, not -H")
     args.hosts = parse_hostfile(args.hostfile) if args.hostfile else []
@@ -985,7 +1004,7 @@ def _run_plan(args, nodes: List[Node], job_env: Dict[str, str]) -> int:
     console = Console(args.log_dir, tuple(dict.fromkeys(names)))
     try:
         return Job(plan.launches, console, args.timeout, args.verbose,
-                   spare_servers(job_env)).run()
+                   spare_servers(job_env), args.restart_failed_servers).run()
     finally:
         console.close()
 

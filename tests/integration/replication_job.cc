@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <deque>
 #include <thread>
+
+#include <unistd.h>
 #include <vector>
 
 #include "common/programs.h"
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
   const int both = ps::kServerGroup + ps::kWorkerGroup;
   int status = 0;
   if (ps::IsServer()) {
-    std::printf("server rank %d\n", ps::MyRank());
+    std::printf("server rank %d pid %d%s\n", ps::MyRank(), static_cast<int>(getpid()),
+                ps::Postoffice::Get()->is_recovery() ? " (a replacement)" : "");
     std::fflush(stdout);
     ps::KVServer<float> server(0);
     if (sync) {

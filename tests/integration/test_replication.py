@@ -7,10 +7,13 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 import unittest
 
-from jobs import BUILD_DIR, Job
+from jobs import BUILD_DIR, LAUNCH, Job, free_port
 
 REPLICATION_JOB = os.path.join(BUILD_DIR, "tests", "integration", "replication_job")
 FAST = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "1.5"}
@@ -136,6 +139,60 @@ class ReplicationTest(unittest.TestCase):
 
     def test_spare_server_takes_the_place_of_the_next_that_dies(self):
         self.replace_then_kill_another(spare=True)
+
+    def test_launcher_restarts_failed_servers_and_the_job_survives_two_deaths(self):
+        """launch.py --restart-failed-servers: a killed server is started again and takes its
+        place; then another dies, which without the restored factor would lose a range."""
+        p = subprocess.Popen(
+            [sys.executable, LAUNCH, "-s", "3", "-n", "2", "--restart-failed-servers",
+             "--scheduler-port", str(free_port()), "--timeout", "150",
+             "--env", "PS_REPLICATION=2", "--env", "PS_HEARTBEAT_INTERVAL=0.2",
+             "--env", "PS_HEARTBEAT_TIMEOUT=1.5", "--",
+             REPLICATION_JOB, "--rounds", "3000", "--round-ms", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        lines, seen = [], threading.Condition()
+
+        def read():
+            for line in p.stdout:
+                with seen:
+                    lines.append(line)
+                    seen.notify_all()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def wait_for(pattern, timeout=60, count=1):
+            deadline = time.monotonic() + timeout
+            with seen:
+                while True:
+                    found = [m for m in map(lambda l: re.search(pattern, l), lines) if m]
+                    if len(found) >= count:
+                        return found[count - 1]
+                    left = deadline - time.monotonic()
+                    if left <= 0 or p.poll() is not None:
+                        self.fail(f"no line matching {pattern!r}:\n" + "".join(lines))
+                    seen.wait(min(left, 0.1))
+
+        first = self.rng.randrange(3)
+        second = (first + self.rng.choice([1, 2])) % 3
+        pid = int(wait_for(rf"server rank {first} pid (\d+)\n")[1])
+        other = int(wait_for(rf"server rank {second} pid (\d+)\n")[1])
+        wait_for(r"worker 0 round 50\n")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(r"starting it again \(restart 1\)")
+        wait_for(rf"server rank {first} pid \d+ \(a replacement\)")
+        wait_for(r"holds its key ranges .*every key range is on 2 servers again")
+        os.kill(other, signal.SIGKILL)
+        wait_for(r"starting it again \(restart 1\)", count=2)
+        p.wait(timeout=150)
+        reader.join(10)
+        p.stdout.close()
+        out = "".join(lines)
+        self.assertEqual(p.returncode, 0, out)
+        results = [json.loads(l.split("] ", 1)[1]) for l in lines if "] {" in l]
+        self.assertEqual(len(results), 2, out)
+        for got in results:
+            self.assertTrue(got["exact"], out)
 
     def test_range_lost_when_more_servers_die_than_replicas_cover(self):
         job = self.job(3, 2, 2, "--rounds", "100000", "--round-ms", "2")
