@@ -237,21 +237,9 @@ int RunNode(int argc, char** argv) {
 
 // ---- the driver -----------------------------------------------------------------------------
 
-// A job key file in a new private folder; "folder" is set to it.
-std::string WriteKeyFile(std::string* folder) {
-  std::string dir = (std::filesystem::temp_directory_path() / "kv_bench_key_XXXXXX").string();
-  *folder = mkdtemp(&dir[0]);
-  std::string path = *folder + "/job.key";
-  char pub[41], sec[41];
-  zmq_curve_keypair(pub, sec);
-  std::ofstream(path) << sec << "\n";
-  chmod(path.c_str(), 0600);
-  return path;
-}
-
 int RunCurveDriver(char** argv, int rounds) {
   std::string folder;
-  const std::string key = WriteKeyFile(&folder);
+  const std::string key = ps::test::WriteJobKey("kv_bench", &folder);
   const std::string out = folder + "/results";
   // (op, keys) -> bytes, and the ms of each round without and with CURVE.
   struct Case {

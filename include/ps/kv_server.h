@@ -346,25 +346,45 @@ class KVServer : public SimpleApp {
     }
     const auto start = std::chrono::steady_clock::now();
     KVPairs<Val> state = SnapshotState(postoffice_->GetServerKeyRanges()[slice]);
-    Message copy;
-    copy.meta.app_id = app_id_;
-    copy.meta.customer_id = app_id_;
-    copy.meta.request = true;
-    copy.meta.push = true;
-    copy.meta.chain = Meta::kCopy;
-    copy.meta.slice = slice;
-    copy.meta.recver = to;
-    copy.AddData(state.keys);
-    copy.AddData(state.vals);
-    copy.AddData(state.lens);
-    copy.AddData(SArray<int>(replica_->CopySeen(slice)));
-    van->Send(copy);
-    LOG(INFO) << "KVServer app " << app_id_ << " copied key range " << slice << " ("
-              << state.keys.size() << " keys, " << (copy.data_bytes() >> 10) << " KB) to "
-              << van->NodeName(to) << " in "
+    const SArray<int> seen(replica_->CopySeen(slice));
+    // In pieces, so that the job's other messages (and their encryption) interleave with it.
+    const size_t n = state.keys.size();
+    const size_t chunks = std::max<size_t>(1, (n + kCopyChunkKeys - 1) / kCopyChunkKeys);
+    const size_t width = n && state.lens.empty() ? state.vals.size() / n : 0;
+    size_t bytes = 0, val_at = 0;
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t a = std::min(n, c * kCopyChunkKeys), b = std::min(n, a + kCopyChunkKeys);
+      size_t nv = (b - a) * width;
+      if (!state.lens.empty()) {
+        nv = 0;
+        for (size_t i = a; i < b; ++i) nv += static_cast<size_t>(state.lens[i]);
+      }
+      Message copy;
+      copy.meta.app_id = app_id_;
+      copy.meta.customer_id = app_id_;
+      copy.meta.request = true;
+      copy.meta.push = true;
+      copy.meta.chain = Meta::kCopy;
+      copy.meta.slice = slice;
+      copy.meta.head = static_cast<int>(chunks);
+      copy.meta.timestamp = static_cast<int>(c);
+      copy.meta.recver = to;
+      copy.AddData(state.keys.segment(a, b));
+      copy.AddData(state.vals.segment(val_at, val_at + nv));
+      copy.AddData(state.lens.empty() ? SArray<int>() : state.lens.segment(a, b));
+      copy.AddData(c == 0 ? seen : SArray<int>());
+      val_at += nv;
+      bytes += copy.data_bytes();
+      van->Send(copy);
+    }
+    LOG(INFO) << "KVServer app " << app_id_ << " copied key range " << slice << " (" << n
+              << " keys, " << (bytes >> 10) << " KB) to " << van->NodeName(to) << " in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
               << " s";
   }
+
+  // Keys per message of a copy.
+  static constexpr size_t kCopyChunkKeys = 1 << 16;
 
   // On the server's thread of a replacement: takes the copy of a key range, then applies what
   // the chain sent meanwhile (what the copy holds already is recognised and not applied again).
@@ -375,6 +395,7 @@ class KVServer : public SimpleApp {
     const int s = msg.meta.slice;
     const int from = Postoffice::IDtoRank(msg.meta.sender);
     const auto& types = msg.meta.data_type;
+    const int chunks = msg.meta.head, chunk = msg.meta.timestamp;
     std::string bad;
     if (!chains.syncing(me) || !chains.Holds(me, s) || !chains.Holds(from, s) ||
         chains.syncing(from)) {
@@ -382,6 +403,8 @@ class KVServer : public SimpleApp {
     } else if (types.size() != 4 || types[0] != GetDataType<Key>() ||
                types[1] != GetDataType<Val>() || types[2] != INT32 || types[3] != INT32) {
       bad = "its frames are not keys, values, lens, records";
+    } else if (chunks < 1 || chunk < 0 || chunk >= chunks) {
+      bad = "piece " + std::to_string(chunk) + " of " + std::to_string(chunks);
     }
     KVPairs<Val> state;
     if (bad.empty()) {
@@ -403,6 +426,18 @@ class KVServer : public SimpleApp {
                  << " from node " << msg.meta.sender << ": " << bad;
       return;
     }
+    {
+      // Pieces come in order from one predecessor; a new predecessor's copy starts over (it
+      // holds everything the old one did: keys are replaced, records added).
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      Pieces& p = pieces_[s];
+      if (p.from != msg.meta.sender || chunk == 0) p = Pieces{msg.meta.sender, 0};
+      if (chunk != p.received) {
+        LOG(ERROR) << "KVServer app " << app_id_ << " dropped piece " << chunk
+                   << " of the copy of key range " << s << ": piece " << p.received << " was next";
+        return;
+      }
+    }
     SArray<int> seen(msg.data[3]);
     Status loaded = replica_->LoadSeen(s, std::vector<int>(seen.begin(), seen.end()));
     if (!loaded.ok()) {
@@ -423,6 +458,8 @@ class KVServer : public SimpleApp {
     bool all = true;
     {
       std::lock_guard<std::mutex> lk(copy_mu_);
+      if (++pieces_[s].received < chunks) return;
+      pieces_.erase(s);
       copied_.insert(s);
       held.swap(held_[s]);
       held_.erase(s);
@@ -442,15 +479,31 @@ class KVServer : public SimpleApp {
     }
   }
 
-  // Whether a chain message for key range "slice" waits for its copy: on a replacement that
-  // does not hold the range yet.
+  // Whether chain message "msg" waits for the copy of its key range: on a replacement that
+  // does not hold the range yet. REQUIRES: copy_mu_.
+  bool WaitsForCopyLocked(const Message& msg) const {
+    return (msg.meta.chain == Meta::kForward || msg.meta.chain == Meta::kUpdate) &&
+           postoffice_->is_recovery() && !copied_all_ && !copied_.count(msg.meta.slice);
+  }
+  // Keeps "msg" for when its range's copy is in, if it waits for it (on the server's thread).
+  // It was acknowledged when it was received (AckIfWaits); one that came another way (kept
+  // for the app before it existed) is acknowledged now too.
   bool HoldForCopy(const Message& msg) {
-    if (msg.meta.chain != Meta::kForward && msg.meta.chain != Meta::kUpdate) return false;
-    if (!postoffice_->is_recovery()) return false;
     std::lock_guard<std::mutex> lk(copy_mu_);
-    if (copied_all_ || copied_.count(msg.meta.slice)) return false;
+    if (!WaitsForCopyLocked(msg)) return false;
     held_[msg.meta.slice].push_back(msg);
+    replica_->AckHeld(msg);  // a second acknowledgement is ignored
     return true;
+  }
+  // On the receiving thread, as a request arrives: a chain message that will wait for its
+  // range's copy is acknowledged at once (ReplicaChain::AckHeld), not behind the copy's pieces
+  // in the server's queue.
+  void AckIfWaits(const Message& msg) {
+    {
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      if (!WaitsForCopyLocked(msg)) return;
+    }
+    replica_->AckHeld(msg);
   }
 
   // A replicated update from the predecessor: applied through the update handle.
@@ -585,7 +638,11 @@ class KVServer : public SimpleApp {
   bool MayRunHere(const Message& msg) {
     // Replicated requests wait on the chain (and an update may wait for its handle): they
     // stay on the server's thread.
-    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    if (replica_) {
+      AckIfWaits(msg);
+      return false;
+    }
+    if (msg.meta.simple_app || !msg.meta.filters.empty()) return false;
     size_t bytes = 0;
     for (const auto& d : msg.data) bytes += d.size();
     if (bytes > kRunHereMaxBytes) return false;
@@ -612,6 +669,11 @@ class KVServer : public SimpleApp {
   std::set<int> copied_;                      // ranges held from a copy (on a replacement)
   bool copied_all_ = false;                   // every range this replacement replicates
   std::map<int, std::vector<Message>> held_;  // range -> chain messages waiting for its copy
+  struct Pieces {
+    int from = 0;      // the predecessor sending them
+    int received = 0;  // pieces taken so far
+  };
+  std::map<int, Pieces> pieces_;  // range -> the copy coming in
   bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
 };

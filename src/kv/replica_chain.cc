@@ -306,6 +306,14 @@ std::vector<int> ReplicaChain::CopySeen(int slice) const {
   return out;
 }
 
+void ReplicaChain::AckHeld(const Message& msg) {
+  const Meta& m = msg.meta;
+  const Id id = m.chain == Meta::kUpdate ? Id{m.origin, kUpdateCustomer, m.timestamp, m.slice}
+                                         : IdOf(m, m.origin);
+  std::lock_guard<std::mutex> lk(mu_);
+  SendAck(m.sender, id, m);
+}
+
 Status ReplicaChain::LoadSeen(int slice, const std::vector<int>& seen) {
   std::map<std::pair<int, int>, ReplicaChain::Seen> add;
   for (size_t i = 0; i < seen.size();) {

@@ -4,12 +4,16 @@
 #define PS_TESTS_COMMON_PROGRAMS_H_
 
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -26,6 +30,19 @@ inline int IntFlag(int argc, char** argv, const char* name, int def) {
     if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
   }
   return def;
+}
+
+// A new job key (PS_KEY_FILE) in a new private folder named after "name"; "folder" is set to
+// the folder, which the caller removes.
+inline std::string WriteJobKey(const std::string& name, std::string* folder) {
+  std::string dir = (std::filesystem::temp_directory_path() / (name + "_key_XXXXXX")).string();
+  *folder = mkdtemp(&dir[0]);
+  std::string path = *folder + "/job.key";
+  char pub[41], sec[41];
+  zmq_curve_keypair(pub, sec);
+  std::ofstream(path) << sec << "\n";
+  chmod(path.c_str(), 0600);
+  return path;
 }
 
 // Starts this program again with "argv" and this process's environment plus "extra_env"

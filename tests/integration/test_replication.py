@@ -100,12 +100,11 @@ class ReplicationTest(unittest.TestCase):
             time.sleep(0.02)
         self.assertIn(text, node.stderr(), job.report())
 
-    def replace_then_kill_another(self, *args, spare=False):
+    def replace_then_kill_another(self, *args, spare=False, rounds=3000, round_ms=2):
         """Kills a server; a replacement joins (a spare started before the death, or started
         after it) and syncs; then a second original server dies, one that shares a key range
         with the first: only the restored factor keeps that range."""
-        rounds = 3000
-        job = self.job(3, 3, 2, "--rounds", str(rounds), "--round-ms", "2", *args)
+        job = self.job(3, 3, 2, "--rounds", str(rounds), "--round-ms", str(round_ms), *args)
         first = self.rng.randrange(3)
         victim = self.server_of_rank(job, first)
         second = self.server_of_rank(job, (first + self.rng.choice([1, 2])) % 3)
@@ -113,7 +112,7 @@ class ReplicationTest(unittest.TestCase):
         if spare:
             replacement = job.add("server")
             self.wait_for_log(scheduler, "waits to replace the next server that dies", 30, job)
-        r = self.at_random_round(job, 400)
+        r = self.at_random_round(job, min(400, rounds))
         os.killpg(victim.proc.pid, signal.SIGKILL)
         if not spare:
             # Started at once, as a launcher restarting it would: perhaps before its death is
@@ -139,6 +138,11 @@ class ReplicationTest(unittest.TestCase):
 
     def test_spare_server_takes_the_place_of_the_next_that_dies(self):
         self.replace_then_kill_another(spare=True)
+
+    def test_replacement_copies_large_ranges_in_pieces(self):
+        # 70000 keys a range: the copies come in two pieces each (KVServer::kCopyChunkKeys).
+        self.replace_then_kill_another("--keys", "210000", "--in-flight", "2", rounds=600,
+                                       round_ms=0)
 
     def test_launcher_restarts_failed_servers_and_the_job_survives_two_deaths(self):
         """launch.py --restart-failed-servers: a killed server is started again and takes its

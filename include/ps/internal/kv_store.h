@@ -227,17 +227,27 @@ class KVStore {
   // range holds it), sorted, with its values: lens when their lengths differ. A checkpoint's and
   // a replacement server's copy of a key range.
   KVPairs<Val> Read(Key begin, Key end) const {
-    auto in = [&](Key k) { return k >= begin && (k < end || (end == kMaxKey && k == end)); };
+    // Each leaf's keys in the range are one stretch [lo, hi): copied a stretch at a time.
+    struct Stretch {
+      const Leaf* leaf;
+      size_t lo, hi;
+    };
+    std::vector<Stretch> stretches;
     size_t nkeys = 0, nvals = 0;
     bool uniform = true;
     size_t width = SIZE_MAX;
     for (const Leaf& leaf : leaves_) {
-      for (size_t p = 0; p < leaf.keys.size(); ++p) {
-        if (!in(leaf.keys[p])) continue;
-        ++nkeys;
-        nvals += leaf.len(p);
+      const auto first = leaf.keys.begin();
+      const size_t lo = std::lower_bound(first, leaf.keys.end(), begin) - first;
+      const size_t hi =
+          end == kMaxKey ? leaf.keys.size() : std::lower_bound(first, leaf.keys.end(), end) - first;
+      if (lo >= hi) continue;
+      stretches.push_back(Stretch{&leaf, lo, hi});
+      nkeys += hi - lo;
+      nvals += leaf.offset(hi) - leaf.offset(lo);
+      for (size_t p = lo; p < hi && uniform; p = leaf.offs.empty() ? hi : p + 1) {
         if (width == SIZE_MAX) width = leaf.len(p);
-        uniform &= leaf.len(p) == width;
+        uniform = leaf.len(p) == width;
       }
     }
     KVPairs<Val> out;
@@ -245,16 +255,17 @@ class KVStore {
     out.vals = Uninitialized(nvals);
     if (!uniform) out.lens = SArray<int>(nkeys);
     size_t i = 0, v = 0;
-    for (const Leaf& leaf : leaves_) {
-      for (size_t p = 0; p < leaf.keys.size(); ++p) {
-        if (!in(leaf.keys[p])) continue;
-        const size_t len = leaf.len(p);
-        out.keys[i] = leaf.keys[p];
-        if (!uniform) out.lens[i] = static_cast<int>(len);
-        Copy(leaf.vals.data() + leaf.offset(p), len, out.vals.data() + v);
-        ++i;
-        v += len;
+    for (const Stretch& s : stretches) {
+      const Leaf& leaf = *s.leaf;
+      const size_t m = s.hi - s.lo, count = leaf.offset(s.hi) - leaf.offset(s.lo);
+      std::memcpy(out.keys.data() + i, leaf.keys.data() + s.lo, m * sizeof(Key));
+      if (count)
+        std::memcpy(out.vals.data() + v, leaf.vals.data() + leaf.offset(s.lo), count * sizeof(Val));
+      if (!uniform) {
+        for (size_t p = s.lo; p < s.hi; ++p) out.lens[i + p - s.lo] = static_cast<int>(leaf.len(p));
       }
+      i += m;
+      v += count;
     }
     return out;
   }
