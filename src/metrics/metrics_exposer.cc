@@ -125,6 +125,19 @@ class NodeCollectable : public prometheus::Collectable {
     f.Counter("slackline_heartbeats_received_total", "heartbeats (or answers) received",
               static_cast<double>(van->heartbeats_received()));
     f.Gauge("slackline_dead_nodes", "nodes of the job this node considers dead", dead);
+    f.Gauge("slackline_replication_epoch", "configurations of server replication applied",
+            van->epoch());
+    f.Counter("slackline_failovers_total", "servers the replicas took over from (scheduler)",
+              van->failovers());
+    f.Counter("slackline_replacements_total", "replacement servers that joined the job",
+              van->replacements());
+    f.Counter("slackline_replacements_synced_total",
+              "replacement servers that became full replicas", van->synced());
+    if (me.role == Node::SERVER && registered) {
+      f.Gauge("slackline_server_syncing",
+              "1 while this replacement server copies its key ranges from live replicas",
+              van->chains().syncing(Postoffice::IDtoRank(me.id)) ? 1 : 0);
+    }
 
     po_->ForEachCustomer([&f](Customer* c) {
       const Labels app = {{"app", std::to_string(c->app_id())},

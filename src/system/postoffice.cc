@@ -29,6 +29,10 @@ std::string TrafficSummary(const Van& van) {
   }
   if (!reasons.empty()) os << " (" << reasons << ")";
   if (van.failovers() > 0) os << "; " << van.failovers() << " failovers";
+  if (van.replacements() > 0) {
+    os << "; " << van.replacements() << " replacement servers joined, " << van.synced()
+       << " synced";
+  }
   Van::Recoveries rec = van.recoveries();
   if (rec.count > 0) {
     os.precision(3);

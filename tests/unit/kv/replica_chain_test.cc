@@ -93,6 +93,34 @@ TEST_F(ReplicaChainTest, AForwardedPushIsHandledAsTheWorkersAndOnce) {
   EXPECT_EQ(chain.OnRequest(&resent), ReplicaChain::Action::kDone);
 }
 
+// A replacement's copy of a range carries the records of what its state holds: a chain that
+// loads them recognises those requests (and nothing of other ranges, nor a request whose
+// handle had not answered when the copy was taken, which the state does not hold yet).
+TEST_F(ReplicaChainTest, ACopysRecordsMakeItsRequestsKnownToTheReplacement) {
+  ReplicaChain source(&po_);
+  Message applied = Push(9, 0, 5, 1, 0);
+  ASSERT_EQ(source.OnRequest(&applied), ReplicaChain::Action::kHandle);
+  Message answer;
+  ASSERT_TRUE(source.OnAnswer(MetaOf(applied), &answer, false));
+  Message unanswered = Push(9, 0, 6, 1, 0);
+  ASSERT_EQ(source.OnRequest(&unanswered), ReplicaChain::Action::kHandle);
+  Message other_range = Push(11, 0, 2, 0, 0);
+  ASSERT_EQ(source.OnRequest(&other_range), ReplicaChain::Action::kHandle);
+  ASSERT_TRUE(source.OnAnswer(MetaOf(other_range), &answer, false));
+
+  ReplicaChain replacement(&po_);
+  ASSERT_TRUE(replacement.LoadSeen(1, source.CopySeen(1)).ok());
+  Message again = Push(9, 0, 5, 1, 0);
+  EXPECT_EQ(replacement.OnRequest(&again), ReplicaChain::Action::kDone);
+  Message later = Push(9, 0, 6, 1, 0);
+  EXPECT_EQ(replacement.OnRequest(&later), ReplicaChain::Action::kHandle);
+  Message elsewhere = Push(11, 0, 2, 0, 0);
+  EXPECT_EQ(replacement.OnRequest(&elsewhere), ReplicaChain::Action::kHandle);
+  // A malformed list changes nothing.
+  EXPECT_FALSE(replacement.LoadSeen(1, {9, 0, 0, 5, 1}).ok());
+  EXPECT_FALSE(replacement.LoadSeen(1, {9, -7, 0, 0}).ok());
+}
+
 TEST_F(ReplicaChainTest, BookkeepingStaysBoundedOverAMillionRequests) {
   ReplicaChain chain(&po_);
   const int kRequests = 1000000, kInFlight = 8, kWorkers = 2;
