@@ -10,13 +10,13 @@
 // flight (F = 1 with --sync: a synchronous round completes only when every worker pushed).
 // Each worker prints "worker W round R" as it goes and, at the end, one JSON line
 // {"rank": W, "exact": true|false, "keys": K, "want": ..., "wrong": n}. Exit 0 when exact.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <thread>
-
-#include <unistd.h>
 #include <vector>
 
 #include "common/programs.h"
