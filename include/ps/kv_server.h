@@ -499,6 +499,7 @@ class KVServer : public SimpleApp {
   // range's copy is acknowledged at once (ReplicaChain::AckHeld), not behind the copy's pieces
   // in the server's queue.
   void AckIfWaits(const Message& msg) {
+    if (!postoffice_->is_recovery()) return;  // the common case: no lock per request
     {
       std::lock_guard<std::mutex> lk(copy_mu_);
       if (!WaitsForCopyLocked(msg)) return;
