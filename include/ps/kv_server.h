@@ -479,32 +479,16 @@ class KVServer : public SimpleApp {
     }
   }
 
-  // Whether chain message "msg" waits for the copy of its key range: on a replacement that
-  // does not hold the range yet. REQUIRES: copy_mu_.
-  bool WaitsForCopyLocked(const Message& msg) const {
-    return (msg.meta.chain == Meta::kForward || msg.meta.chain == Meta::kUpdate) &&
-           postoffice_->is_recovery() && !copied_all_ && !copied_.count(msg.meta.slice);
-  }
-  // Keeps "msg" for when its range's copy is in, if it waits for it (on the server's thread).
-  // It was acknowledged when it was received (AckIfWaits); one that came another way (kept
-  // for the app before it existed) is acknowledged now too.
+  // Keeps chain message "msg" for when its range's copy is in, if it waits for it: on a
+  // replacement that does not hold the range yet. Nothing waits for its acknowledgement
+  // meanwhile (the predecessor does not count a syncing server; see ReplicaChain).
   bool HoldForCopy(const Message& msg) {
+    if (msg.meta.chain != Meta::kForward && msg.meta.chain != Meta::kUpdate) return false;
+    if (!postoffice_->is_recovery()) return false;
     std::lock_guard<std::mutex> lk(copy_mu_);
-    if (!WaitsForCopyLocked(msg)) return false;
+    if (copied_all_ || copied_.count(msg.meta.slice)) return false;
     held_[msg.meta.slice].push_back(msg);
-    replica_->AckHeld(msg);  // a second acknowledgement is ignored
     return true;
-  }
-  // On the receiving thread, as a request arrives: a chain message that will wait for its
-  // range's copy is acknowledged at once (ReplicaChain::AckHeld), not behind the copy's pieces
-  // in the server's queue.
-  void AckIfWaits(const Message& msg) {
-    if (!postoffice_->is_recovery()) return;  // the common case: no lock per request
-    {
-      std::lock_guard<std::mutex> lk(copy_mu_);
-      if (!WaitsForCopyLocked(msg)) return;
-    }
-    replica_->AckHeld(msg);
   }
 
   // A replicated update from the predecessor: applied through the update handle.
@@ -639,11 +623,7 @@ class KVServer : public SimpleApp {
   bool MayRunHere(const Message& msg) {
     // Replicated requests wait on the chain (and an update may wait for its handle): they
     // stay on the server's thread.
-    if (replica_) {
-      AckIfWaits(msg);
-      return false;
-    }
-    if (msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
     size_t bytes = 0;
     for (const auto& d : msg.data) bytes += d.size();
     if (bytes > kRunHereMaxBytes) return false;
