@@ -69,6 +69,7 @@ struct CheckpointInfo {
   std::string app_state;  // what the workers gave KVWorker::Checkpoint
   std::string path;       // the step's folder
   std::string job;
+  std::string kind = "kv";  // what wrote it: "kv" (KVWorker::Checkpoint) or "ssp" (SSPWorker)
   int app_id = 0;
   int key_bytes = sizeof(Key);
   int val_type = 0;  // the DataType of the values

@@ -344,7 +344,9 @@ class KVServer : public SimpleApp {
   void Resume() {
     std::optional<CheckpointInfo> info;
     Status s = postoffice_->ResumeCheckpoint(&info);
-    if (s.ok() && info && info->app_id == app_id_) s = LoadCheckpoint(*info);
+    if (s.ok() && info && info->kind == "kv" && info->app_id == app_id_) {
+      s = LoadCheckpoint(*info);
+    }
     if (!s.ok()) postoffice_->Die(s);
     resumed_ = true;
   }

@@ -233,6 +233,8 @@ Status ReadManifest(const std::string& dir, CheckpointInfo* info, bool* incomple
     bool ok = true;
     if (field == "job") {
       ok = static_cast<bool>(ls >> out.job);
+    } else if (field == "kind") {
+      ok = static_cast<bool>(ls >> out.kind);
     } else if (field == "app") {
       ok = static_cast<bool>(ls >> out.app_id);
     } else if (field == "key_bytes") {
@@ -350,6 +352,17 @@ Status WriteRange(const std::string& path, const RangeHeader& header, const void
   std::vector<std::pair<const void*, size_t>> parts = {
       {&h, sizeof(h)},        {keys, kb}, {zeros, Pad8(kb) - kb}, {vals, vb},
       {zeros, Pad8(vb) - vb}, {lens, lb}, {zeros, Pad8(lb) - lb}};
+  CheckpointFile f;
+  Status s = WriteFile(path, parts, &f);
+  if (!s.ok()) return s;
+  f.begin = header.begin;
+  f.end = header.end;
+  *file = f;
+  return s;
+}
+
+Status WriteFile(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
+                 CheckpointFile* file) {
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
   if (ec) {
@@ -357,15 +370,16 @@ Status WriteRange(const std::string& path, const RangeHeader& header, const void
   }
   CheckpointFile f;
   f.name = fs::path(path).filename().string();
-  f.begin = header.begin;
-  f.end = header.end;
   Status s = WriteAtomic(path, parts, &f.bytes, &f.checksum);
   if (s.ok()) *file = f;
   return s;
 }
 
-Status ReadRange(const CheckpointInfo& info, const CheckpointFile& file, RangeHeader* header,
-                 SArray<char>* keys, SArray<char>* vals, SArray<int>* lens) {
+Status DescribeFile(const std::string& path, CheckpointFile* file) {
+  return ChecksumFile(path, &file->bytes, &file->checksum);
+}
+
+Status ReadFile(const CheckpointInfo& info, const CheckpointFile& file, SArray<char>* bytes) {
   const std::string path = info.path + "/" + file.name;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IOError(Errno("open", path));
@@ -386,7 +400,17 @@ Status ReadRange(const CheckpointInfo& info, const CheckpointFile& file, RangeHe
   }
   ::close(fd);
   Status s = CheckBytes(path, file, got, XXH3_64bits(buf.data(), got));
+  if (s.ok()) *bytes = buf;
+  return s;
+}
+
+Status ReadRange(const CheckpointInfo& info, const CheckpointFile& file, RangeHeader* header,
+                 SArray<char>* keys, SArray<char>* vals, SArray<int>* lens) {
+  const std::string path = info.path + "/" + file.name;
+  SArray<char> buf;
+  Status s = ReadFile(info, file, &buf);
   if (!s.ok()) return s;
+  const size_t size = buf.size();
   FileHeader h;
   if (size < sizeof(h)) return Status::IOError("checkpoint " + path + " has no header");
   std::memcpy(&h, buf.data(), sizeof(h));
@@ -429,6 +453,7 @@ Status WriteManifest(const CheckpointInfo& info) {
   std::ostringstream os;
   os << kManifestFirstLine << "\n";
   os << "job " << info.job << "\n";
+  os << "kind " << info.kind << "\n";
   os << "app " << info.app_id << "\n";
   os << "key_bytes " << info.key_bytes << "\n";
   os << "val_type " << info.val_type << "\n";

@@ -36,6 +36,17 @@ struct RangeHeader {
   bool has_lens = false;
 };
 
+// Writes the concatenation of "parts" (pointer, bytes) to "path" atomically, creating its
+// folder. Fills "file" with its name, bytes and checksum.
+Status WriteFile(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
+                 CheckpointFile* file);
+
+// The bytes and checksum of the file at "path", into "file".
+Status DescribeFile(const std::string& path, CheckpointFile* file);
+
+// Reads file "file" of checkpoint "info" whole, checking its size and checksum.
+Status ReadFile(const CheckpointInfo& info, const CheckpointFile& file, SArray<char>* bytes);
+
 // Writes a range file at "path" atomically: the header, then "keys" (num_keys keys), "vals"
 // (num_vals values of val_type) and "lens" (num_keys ints, if has_lens). Fills "file" with its
 // name, range, bytes and checksum.
