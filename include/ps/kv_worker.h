@@ -27,6 +27,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -657,6 +658,18 @@ class KVWorker : public SimpleApp {
     return Status::OK();
   }
 
+  // The primary of key range "range" once it is no longer "dead" (a failover takes a moment
+  // after the failure is known), or Node::kEmpty when none takes over within 10 s.
+  int NextPrimary(int range, int dead) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    int next = postoffice_->PrimaryOf(range);
+    while (next == dead && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      next = postoffice_->PrimaryOf(range);
+    }
+    return next == dead ? Node::kEmpty : next;
+  }
+
   // Worker 0's part of a checkpoint: each range's server writes its file, then the manifest.
   Status WriteCheckpoint(const CheckpointConfig& config, int step, const std::string& app_state) {
     CheckpointInfo info;
@@ -670,24 +683,39 @@ class KVWorker : public SimpleApp {
     std::error_code ec;
     std::filesystem::remove_all(info.path, ec);
     const std::vector<Range>& ranges = postoffice_->GetServerKeyRanges();
-    std::vector<int> ts(ranges.size());
+    auto ask = [&](size_t r, int server) {
+      return SimpleApp::Request(checkpoint::kWriteHead,
+                                std::to_string(step) + " " + std::to_string(r), server);
+    };
+    auto take_answer = [&](int ts) {
+      std::lock_guard<std::mutex> lk(checkpoint_mu_);
+      std::string answer = checkpoint_answers_[ts];
+      checkpoint_answers_.erase(ts);
+      return answer;
+    };
+    std::vector<int> ts(ranges.size()), asked(ranges.size());
     for (size_t r = 0; r < ranges.size(); ++r) {
-      int server = replicated_ ? postoffice_->PrimaryOf(static_cast<int>(r))
-                               : Postoffice::ServerRankToID(static_cast<int>(r));
-      ts[r] = SimpleApp::Request(checkpoint::kWriteHead,
-                                 std::to_string(step) + " " + std::to_string(r), server);
+      asked[r] = replicated_ ? postoffice_->PrimaryOf(static_cast<int>(r))
+                             : Postoffice::ServerRankToID(static_cast<int>(r));
+      ts[r] = ask(r, asked[r]);
     }
     Status failed;
     for (size_t r = 0; r < ranges.size(); ++r) {
       Status s = TryWait(ts[r]);
-      if (failed.ok() && !s.ok())
-        failed = s.Prefixed("checkpoint step " + std::to_string(step) + ": ");
-      std::string answer;
-      {
-        std::lock_guard<std::mutex> lk(checkpoint_mu_);
-        answer = checkpoint_answers_[ts[r]];
-        checkpoint_answers_.erase(ts[r]);
+      // Under replication a dead server's ranges get a new primary, which holds them too:
+      // it writes the range instead.
+      for (size_t tries = 0; !s.ok() && replicated_ && tries < ranges.size(); ++tries) {
+        const int next = NextPrimary(static_cast<int>(r), asked[r]);
+        if (next == Node::kEmpty) break;
+        take_answer(ts[r]);
+        asked[r] = next;
+        ts[r] = ask(r, next);
+        s = TryWait(ts[r]);
       }
+      if (failed.ok() && !s.ok()) {
+        failed = s.Prefixed("checkpoint step " + std::to_string(step) + ": ");
+      }
+      const std::string answer = take_answer(ts[r]);
       if (!s.ok()) continue;
       CheckpointFile f;
       f.name = "range-" + std::to_string(r);

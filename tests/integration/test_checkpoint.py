@@ -147,6 +147,27 @@ class CheckpointTest(unittest.TestCase):
         self.assertGreaterEqual(got["start"], 10, out)
         self.assertEqual(got["steps"], 40)
 
+    def test_a_dead_servers_ranges_are_written_by_their_replicas(self):
+        tag = uuid.uuid4().hex
+        log = os.path.join(self.dir, "launch.out")
+        env = dict(self.env, TEST_TAG=tag, PS_REPLICATION="2", PS_HEARTBEAT_INTERVAL="0.2",
+                   PS_HEARTBEAT_TIMEOUT="1.5")
+        with open(log, "w") as f:
+            p = launch(3, 2, env, "--steps", "30", "--step-ms", "20", wait=False, out=f)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+
+        def output():
+            with open(log) as f:
+                return f.read()
+        wait_for(lambda: "[worker 0] step 5\n" in output(), 60, "step 5")
+        os.kill(processes_with(tag, "server")[0], signal.SIGKILL)
+        self.assertEqual(p.wait(timeout=90), 0, output())
+        self.assertTrue(summary(output())["exact"], output())
+        with open(os.path.join(self.dir, "step-30", "MANIFEST")) as f:
+            self.assertEqual(len(re.findall(r"^file range-\d ", f.read(), re.M)), 3)
+        got, _ = self.run_ok(2, 2, "--steps", "34")
+        self.assertEqual(got["start"], 30)
+
     def test_without_restarts_the_job_ends(self):
         tag = uuid.uuid4().hex
         log = os.path.join(self.dir, "launch.out")
