@@ -456,13 +456,15 @@ class Job:
     """
 
     def __init__(self, launches: List[Launch], console: Console, timeout: Optional[float],
-                 verbose: bool, spare_servers: int = 0):
+                 verbose: bool, spare_servers: int = 0, deadline: Optional[float] = None):
         self._launches = launches
         # Servers that may die without ending the job: PS_REPLICATION - 1 (the nodes end the
         # job themselves, naming the lost key range, when more die than the replicas cover).
         self._spare_servers = spare_servers
         self._console = console
         self._timeout = timeout
+        # When the timeout expires (time.monotonic()); given, it counts from an earlier run.
+        self._deadline = deadline
         self._verbose = verbose
         self._events = queue.SimpleQueue()  # its put() may be called from a signal handler
         self._running: Dict[Launch, subprocess.Popen] = {}
@@ -482,7 +484,9 @@ class Job:
         """Blocks until every process has exited; returns the job's exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            deadline = self._deadline
+            if deadline is None and self._timeout is not None:
+                deadline = time.monotonic() + self._timeout
             for launch in self._launches:
                 if self._outcome:
                     break  # one failed to start
@@ -1017,8 +1021,8 @@ def _run_plan(args, nodes: List[Node], job_env: Dict[str, str]) -> int:
     restarts = 0
     try:
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            job = Job(plan.launches, console, timeout, args.verbose, spare_servers(job_env))
+            job = Job(plan.launches, console, args.timeout, args.verbose, spare_servers(job_env),
+                      deadline)
             code = job.run()
             if code == 0 or not job.restartable or restarts >= args.max_restarts:
                 return code

@@ -339,14 +339,17 @@ class KVServer : public SimpleApp {
     return kv::CheckValues(kv->keys.size(), kv->vals, kv->lens);
   }
 
+  // Whether this server loads checkpoint "info" (one of its app, written by KVWorkers).
+  bool ResumesFrom(const std::optional<CheckpointInfo>& info) const {
+    return info && info->kind == "kv" && info->app_id == app_id_;
+  }
+
   // Loads the checkpoint the node resumes from, if any, once, before the first request is
   // handled (see the top of this file). Customer thread only.
   void Resume() {
     std::optional<CheckpointInfo> info;
     Status s = postoffice_->ResumeCheckpoint(&info);
-    if (s.ok() && info && info->kind == "kv" && info->app_id == app_id_) {
-      s = LoadCheckpoint(*info);
-    }
+    if (s.ok() && ResumesFrom(info)) s = LoadCheckpoint(*info);
     if (!s.ok()) postoffice_->Die(s);
     resumed_ = true;
   }
@@ -566,7 +569,13 @@ class KVServer : public SimpleApp {
   bool MayRunHere(const Message& msg) {
     // Replicated requests wait on the chain (and an update may wait for its handle): they
     // stay on the server's thread.
-    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty() || !resumed_) return false;
+    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    if (!resumed_) {
+      // Nothing to load (known since Start: no I/O here) means no wait for the server's thread.
+      std::optional<CheckpointInfo> info;
+      if (!postoffice_->ResumeCheckpoint(&info).ok() || ResumesFrom(info)) return false;
+      resumed_ = true;
+    }
     size_t bytes = 0;
     for (const auto& d : msg.data) bytes += d.size();
     if (bytes > kRunHereMaxBytes) return false;

@@ -67,6 +67,7 @@ int Run(int argc, char** argv) {
       kv.Checkpoint(s + 1, "done=" + std::to_string(s + 1));
       if (rank == 0) std::printf("step %d\n", s + 1), std::fflush(stdout);
     }
+    ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);  // every worker has pushed
     std::vector<Val> out;
     std::vector<int> out_lens;
     kv.Wait(kv.Pull(keys, &out, &out_lens));
