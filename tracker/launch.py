@@ -76,6 +76,16 @@ SIGTERM to the process group of every node still running, SIGKILL after --grace 
 killed. SIGKILL to the launcher cannot be caught: local nodes then keep running (ssh nodes
 stop, as their connections close).
 
+Restarts: with --max-restarts N, when a node fails and the job cannot go on (the scheduler
+died, a worker failed, or more servers died than PS_REPLICATION covers: the nodes then end the
+job), the launcher stops the rest as above and starts the whole job again, up to N times,
+saying on stderr which restart it is and why. A job with PS_CHECKPOINT_DIR resumes from the
+latest complete checkpoint there (the programs read it at start; see the README). A stop the
+launcher was asked for (a signal, --timeout, which counts over all runs) and a command that
+cannot be started are not restarted. Each run gets a new scheduler port unless
+--scheduler-port gives one. Under every launcher (local, ssh, mpi, slurm) a run is one whole
+start of the plan.
+
 Exit status: 0 if every node exited 0. Else that of the first node that failed (128+N if it
 was killed by signal N; 127 or 126 if its command could not be started), 128+N if the
 launcher got signal N, 124 if --timeout expired, 2 for bad usage. The last line on stderr
@@ -382,6 +392,11 @@ class Console:
             except OSError:
                 pass
 
+    def forget_ranks(self) -> None:
+        """A new run of the job: its nodes report their ranks again."""
+        with self._lock:
+            self._labels.clear()
+
     def close(self) -> None:
         for log in self._logs.values():
             log.close()
@@ -441,7 +456,8 @@ class Job:
     """
 
     def __init__(self, launches: List[Launch], console: Console, timeout: Optional[float],
-                 verbose: bool, spare_servers: int = 0, restart_servers: bool = False):
+                 verbose: bool, spare_servers: int = 0, deadline: Optional[float] = None,
+                 restart_servers: bool = False):
         self._launches = launches
         # Servers that may die without ending the job: PS_REPLICATION - 1 (the nodes end the
         # job themselves, naming the lost key range, when more die than the replicas cover).
@@ -452,18 +468,30 @@ class Job:
         self._restarts: Dict[str, int] = {}
         self._console = console
         self._timeout = timeout
+        # When the timeout expires (time.monotonic()); given, it counts from an earlier run.
+        self._deadline = deadline
         self._verbose = verbose
         self._events = queue.SimpleQueue()  # its put() may be called from a signal handler
         self._running: Dict[Launch, subprocess.Popen] = {}
         self._pumps: List[threading.Thread] = []
         self._outcome: Optional[Tuple[int, str]] = None  # set when the job starts stopping
+        # Whether the first failure was a node's (not a signal, the deadline, or a command
+        # that could not start): a run that --max-restarts may start again.
+        self.restartable = False
         self._kill_at: Optional[float] = None            # while stopping, until SIGKILL
+
+    @property
+    def reason(self) -> str:
+        """Why the job stopped ("" if it did not fail)."""
+        return self._outcome[1] if self._outcome else ""
 
     def run(self) -> int:
         """Blocks until every process has exited; returns the job's exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            deadline = self._deadline
+            if deadline is None and self._timeout is not None:
+                deadline = time.monotonic() + self._timeout
             for launch in self._launches:
                 if self._outcome:
                     break  # one failed to start
@@ -488,7 +516,7 @@ class Job:
                 stdin=subprocess.PIPE if launch.keep_stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as e:
-            self._fail(launch.name, *start_failure(e, launch.argv))
+            self._fail(launch.name, *start_failure(e, launch.argv), restartable=False)
             return
         self._running[launch] = proc
         if launch.stdin_first:
@@ -578,8 +606,10 @@ class Job:
         else:
             self._say_verbose(f"{self._console.label(launch.name)} {how}")
 
-    def _fail(self, name: str, code: int, how: str) -> None:
+    def _fail(self, name: str, code: int, how: str, restartable: bool = True) -> None:
         """Records the first failure; later ones are most likely caused by the stop."""
+        if not self._outcome:
+            self.restartable = restartable and code not in (126, 127)
         self._stop(code, f"{self._console.label(name)} {how}")
 
     def _stop(self, code: int, reason: str) -> None:
@@ -871,6 +901,10 @@ def make_parser() -> argparse.ArgumentParser:
                         help="the scheduler's port, DMLC_PS_ROOT_PORT (default: a free port)")
     parser.add_argument("--timeout", type=_seconds, metavar="SEC",
                         help="stop the job after SEC seconds, with exit status 124")
+    parser.add_argument("--max-restarts", type=_count, default=0, metavar="N",
+                        help="when a node fails and the job cannot go on, start the whole job "
+                             "again, up to N times (default: 0); with PS_CHECKPOINT_DIR it "
+                             "resumes from the latest checkpoint")
     parser.add_argument("--grace", type=_seconds, default=2.0, metavar="SEC",
                         help="seconds from SIGTERM to SIGKILL when stopping nodes (default: 2)")
     parser.add_argument("--log-dir", metavar="DIR",
@@ -949,6 +983,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                          "mpirun uses its own ssh settings")
     if args.scheduler_host is None:
         args.scheduler_host = default_scheduler_host(args.launcher, args.hosts)
+    args.port_given = args.scheduler_port is not None
     if args.scheduler_port is None:
         args.scheduler_port = free_port(args.scheduler_host)
     return args
@@ -1002,9 +1037,26 @@ def _run_plan(args, nodes: List[Node], job_env: Dict[str, str]) -> int:
     # A log per node, and one for mpirun's own messages.
     names = [name for name, _ in plan.node_envs] + [launch.name for launch in plan.launches]
     console = Console(args.log_dir, tuple(dict.fromkeys(names)))
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    restarts = 0
     try:
-        return Job(plan.launches, console, args.timeout, args.verbose,
-                   spare_servers(job_env), args.restart_failed_servers).run()
+        while True:
+            job = Job(plan.launches, console, args.timeout, args.verbose, spare_servers(job_env),
+                      deadline, args.restart_failed_servers)
+            code = job.run()
+            if code == 0 or not job.restartable or restarts >= args.max_restarts:
+                return code
+            restarts += 1
+            resume = " from the latest checkpoint" if job_env.get(
+                "PS_CHECKPOINT_DIR", os.environ.get("PS_CHECKPOINT_DIR")) else ""
+            console.note(f"restart {restarts} of {args.max_restarts}: {job.reason}; "
+                         f"starting the whole job again{resume}")
+            if not args.port_given:
+                # The old port may still be held by the stopped scheduler's connections.
+                args.scheduler_port = free_port(args.scheduler_host)
+                job_env["DMLC_PS_ROOT_PORT"] = str(args.scheduler_port)
+                plan = PLANNERS[args.launcher](args, nodes, job_env)
+            console.forget_ranks()
     finally:
         console.close()
 

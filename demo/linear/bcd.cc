@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -93,6 +94,25 @@ class BcdModel : public Model {
     for (const auto& kv : w_) f(kv.first, kv.second);
   }
 
+  // Per key its weight and how many workers hold it: [w, holders].
+  ps::KVPairs<float> Snapshot(const ps::Range& range) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return SnapshotOf(holders_, range, 2, [&](Key key, int holders, float* out) {
+      auto it = w_.find(key);
+      out[0] = it == w_.end() ? 0 : it->second;
+      out[1] = static_cast<float>(holders);  // exact: far below 2^24 workers
+    });
+  }
+  void Restore(const ps::KVPairs<float>& state) override {
+    CheckWidth(state, 2, "bcd");
+    std::lock_guard<std::mutex> lk(mu_);
+    for (size_t i = 0; i < state.keys.size(); ++i) {
+      holders_[state.keys[i]] = static_cast<int>(state.vals[2 * i + 1]);
+      // A zero weight is one never set: Handle treats both alike.
+      if (state.vals[2 * i] != 0) w_[state.keys[i]] = state.vals[2 * i];
+    }
+  }
+
   std::vector<Key> TakeHeldBack() override {
     std::lock_guard<std::mutex> lk(mu_);
     std::vector<Key> keys;
@@ -163,13 +183,26 @@ class BcdWorker : public Worker {
 
   void Train() override {
     timed_ = true;
-    kv()->Wait(kv()->ZPush(data_.keys, ps::SArray<float>(data_.keys.size(), 1), ps::SArray<int>(),
-                           kRegister));
+    bool stopped = false;  // the checkpoint resumed from ended the training
+    if (first_iteration_ == 0) {
+      kv()->Wait(kv()->ZPush(data_.keys, ps::SArray<float>(data_.keys.size(), 1), ps::SArray<int>(),
+                             kRegister));
+    } else {
+      // The servers hold the checkpoint's weights and key holders: the margins follow from the
+      // weights, the KKT filter's margin and held-back keys come from the checkpoint.
+      PullAll();
+      std::istringstream in(resumed_state_);
+      double margin = 0;
+      in >> stopped >> margin;
+      kkt_.set_margin(static_cast<float>(margin / workers_));
+      for (Key k; in >> k;) send_next_.insert(k);
+      kkt_.SetWeights(data_.keys, ps::SArray<float>(w_));
+    }
     MakeBlocks();
     row_stamp_.assign(data_.rows(), 0);
     row_d_.assign(data_.rows(), 0);
     row_hc_.assign(data_.rows(), 0);
-    for (int t = 0; t < o_.max_iter; ++t) {
+    for (int t = first_iteration_; t < o_.max_iter && !stopped; ++t) {
       std::vector<std::unique_ptr<InFlight>> flying;
       const int window = o_.consistency.window();  // 0: eventual
       for (int b = 0; b < o_.blocks; ++b) {
@@ -205,7 +238,12 @@ class BcdWorker : public Worker {
       kkt_.set_margin(static_cast<float>(totals.kkt_margin / workers_));
       send_next_ = std::unordered_set<Key>(totals.send_next.begin(), totals.send_next.end());
       kept_ = left_ = 0;
-      if (iterations() > 1 && totals.change < o_.epsilon) break;
+      stopped = iterations() > 1 && totals.change < o_.epsilon;
+      std::ostringstream state;
+      state.precision(17);
+      state << stopped << " " << totals.kkt_margin;
+      for (Key k : totals.send_next) state << " " << k;
+      Checkpoint(t + 1, state.str());
     }
   }
 

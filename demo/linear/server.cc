@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 #include <utility>
 
@@ -10,6 +11,15 @@
 #include "report.h"
 
 namespace linear {
+
+void CheckWidth(const ps::KVPairs<float>& state, size_t width, const char* algo) {
+  if (state.vals.size() == width * state.keys.size()) return;
+  std::fprintf(stderr,
+               "linear: error: the checkpoint holds %zu values for %zu keys, --algo=%s keeps %zu "
+               "per key (was it written with another --algo?)\n",
+               state.vals.size(), state.keys.size(), algo, width);
+  std::exit(1);
+}
 
 Server::Server(const Options& o, std::unique_ptr<Model> model)
     : o_(o),
@@ -22,6 +32,8 @@ Server::Server(const Options& o, std::unique_ptr<Model> model)
       [this](const ps::KVMeta& meta, const ps::KVPairs<float>& data, ps::KVServer<float>* server) {
         model_->Handle(meta, data, server);
       });
+  kv_.set_state_handles([this](const ps::Range& range) { return model_->Snapshot(range); },
+                        [this](const ps::KVPairs<float>& state) { model_->Restore(state); });
   report_.set_request_handle(
       [this](const ps::SimpleData& req, ps::SimpleApp* app) { HandleReport(req, app); });
 }

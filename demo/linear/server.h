@@ -4,6 +4,7 @@
 #ifndef PS_DEMO_LINEAR_SERVER_H_
 #define PS_DEMO_LINEAR_SERVER_H_
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,7 +29,32 @@ class Model {
   // The keys whose update was held back since the last call: every worker sends them in the
   // next iteration (bcd's KKT filter). Named in the iteration's report.
   virtual std::vector<ps::Key> TakeHeldBack() { return {}; }
+  // The state of the keys in "range", sorted (a checkpoint; see ps/checkpoint.h), and setting
+  // it back. Run on the KVServer's thread between requests, at the end of an iteration, when no
+  // round is open.
+  virtual ps::KVPairs<float> Snapshot(const ps::Range& range) = 0;
+  virtual void Restore(const ps::KVPairs<float>& state) = 0;
 };
+
+// A model's Snapshot: the keys of "map" in "range", sorted, each with "width" floats that
+// put(key, value, out) writes.
+template <typename Map, typename Put>
+ps::KVPairs<float> SnapshotOf(const Map& map, const ps::Range& range, size_t width, Put put) {
+  std::vector<ps::Key> keys;
+  for (const auto& kv : map) {
+    if (ps::kv::InRange(kv.first, range)) keys.push_back(kv.first);
+  }
+  std::sort(keys.begin(), keys.end());
+  ps::KVPairs<float> out;
+  out.keys = ps::SArray<ps::Key>(keys);
+  out.vals = ps::SArray<float>(keys.size() * width);
+  for (size_t i = 0; i < keys.size(); ++i)
+    put(keys[i], map.find(keys[i])->second, &out.vals[i * width]);
+  return out;
+}
+
+// Ends the process unless "state" holds "width" values per key (a model's Restore).
+void CheckWidth(const ps::KVPairs<float>& state, size_t width, const char* algo);
 
 // A server node's apps. Constructing it registers them; no I/O.
 class Server {

@@ -4,6 +4,7 @@
 // state, from which a pull reads the weight. An epoch ends when every worker's pushes are in.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <unordered_map>
@@ -53,6 +54,24 @@ class FtrlModel : public Model {
     for (const auto& kv : ftrl_) f(kv.first, Weight(kv.second));
   }
 
+  // Per key its FTRL state, z and n, each double as the bits of two floats: exact.
+  ps::KVPairs<float> Snapshot(const ps::Range& range) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return SnapshotOf(ftrl_, range, 4, [](Key, const Ftrl& s, float* out) {
+      std::memcpy(out, &s.z, sizeof(double));
+      std::memcpy(out + 2, &s.n, sizeof(double));
+    });
+  }
+  void Restore(const ps::KVPairs<float>& state) override {
+    CheckWidth(state, 4, "sgd");
+    std::lock_guard<std::mutex> lk(mu_);
+    for (size_t i = 0; i < state.keys.size(); ++i) {
+      Ftrl& s = ftrl_[state.keys[i]];
+      std::memcpy(&s.z, &state.vals[4 * i], sizeof(double));
+      std::memcpy(&s.n, &state.vals[4 * i + 2], sizeof(double));
+    }
+  }
+
  private:
   // A coordinate's state: the weight is a function of it.
   struct Ftrl {
@@ -79,7 +98,11 @@ class SgdWorker : public Worker {
     std::mt19937_64 rng(o_.seed * 1000003ULL + rank_);
     std::vector<int32_t> pos(data_.keys.size(), -1);  // a column's place in the minibatch
     uint64_t keys_sent = 0;
-    for (int epoch = 0; epoch < o_.epochs; ++epoch) {
+    // Resumed: the minibatch orders of the epochs done, so that the next ones are as they were.
+    for (int epoch = 0; epoch < first_iteration_; ++epoch) {
+      std::shuffle(order.begin(), order.end(), rng);
+    }
+    for (int epoch = first_iteration_; epoch < o_.epochs; ++epoch) {
       std::shuffle(order.begin(), order.end(), rng);
       std::vector<int> pushes;
       for (size_t start = 0; start < order.size(); start += o_.batch) {
@@ -126,6 +149,7 @@ class SgdWorker : public Worker {
       PullAll();
       EndIteration(epoch, keys_sent, 0);
       keys_sent = 0;
+      Checkpoint(epoch + 1, "");
     }
   }
 };

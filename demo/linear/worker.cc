@@ -71,6 +71,7 @@ void Worker::Run() {
   load_seconds_ = Now() - load_start;
   margin_.assign(data_.rows(), 0);
   w_.assign(data_.keys.size(), 0);
+  if (auto checkpoint = ps::LatestCheckpoint()) Resume(*checkpoint);
   start_ = Now();
   Train();
   train_seconds_ = Now() - start_;
@@ -94,6 +95,73 @@ void Worker::PullAll() {
       m += w_[data_.col[e]] * data_.val[e];
     }
     margin_[i] = m;
+  }
+}
+
+namespace {
+
+// The options a checkpoint's state depends on: a run resumes only with the same ones (it may
+// run more iterations or epochs).
+std::string Fingerprint(const Options& o) {
+  std::ostringstream s;
+  s.precision(17);
+  s << "algo=" << o.algo << ",l1=" << o.l1 << ",l2=" << o.l2 << ",data=" << o.data;
+  if (o.algo == "bcd") {
+    s << ",blocks=" << o.blocks << ",kkt=" << o.kkt << ",consistency=" << o.consistency.ToString();
+  } else {
+    s << ",batch=" << o.batch << ",alpha=" << o.alpha << ",beta=" << o.beta << ",seed=" << o.seed;
+  }
+  return s.str();
+}
+
+constexpr char kStateFormat[] = "linear-demo-checkpoint 1";
+
+}  // namespace
+
+void Worker::Checkpoint(int done, const std::string& state) {
+  std::ostringstream s;
+  s.precision(17);
+  s << kStateFormat << "\n"
+    << "options " << Fingerprint(o_) << "\n"
+    << "iterations " << iterations_ << "\n"
+    << "last_objective " << last_objective_ << "\n"
+    << "keys " << all_kept_ << " " << all_left_ << "\n"
+    << "algo " << state << "\n";
+  kv_.Checkpoint(done, s.str());
+}
+
+void Worker::Resume(const ps::CheckpointInfo& checkpoint) {
+  std::istringstream in(checkpoint.app_state);
+  std::string line, field, options;
+  auto bad = [&](const std::string& why) {
+    Fail("checkpoint " + checkpoint.path + " cannot be resumed from: " + why);
+  };
+  if (!std::getline(in, line) || line != kStateFormat) bad("it was not written by this demo");
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    ls >> field;
+    if (field == "options") {
+      ls >> options;
+    } else if (field == "iterations") {
+      ls >> iterations_;
+    } else if (field == "last_objective") {
+      ls >> last_objective_;
+    } else if (field == "keys") {
+      ls >> all_kept_ >> all_left_;
+    } else if (field == "algo") {
+      std::getline(ls >> std::ws, resumed_state_);
+    }
+  }
+  if (options != Fingerprint(o_)) {
+    bad("it was written with " + options + ", this run has " + Fingerprint(o_) +
+        " (resume with the same options, or use another PS_CHECKPOINT_DIR)");
+  }
+  if (iterations_ != checkpoint.step) bad("its iteration count does not match its step");
+  first_iteration_ = checkpoint.step;
+  if (rank_ == 0) {
+    std::printf("resuming from checkpoint %s after %d iterations\n", checkpoint.path.c_str(),
+                first_iteration_);
+    std::fflush(stdout);
   }
 }
 

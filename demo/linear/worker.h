@@ -61,8 +61,11 @@ class Worker {
   // --straggler: this worker sleeps before each block or minibatch.
   void Straggle();
 
-  // Iterations ended so far.
+  // Iterations ended so far (those of the checkpoint resumed from included).
   int iterations() const { return iterations_; }
+  // With PS_CHECKPOINT_DIR: writes a checkpoint after iteration "done" - 1 (every worker calls
+  // it, once its requests finished), with the algorithm's own "state" (one line) in it.
+  void Checkpoint(int done, const std::string& state);
   // The worker's KVWorker (app 0). A key filter or callback an algorithm sets on it must not
   // outlive the algorithm: Train waits for every request, and PullAll, before the summary,
   // removes the key filter.
@@ -89,9 +92,15 @@ class Worker {
   Dataset data_;
   std::vector<float> w_;        // by local column: the worker's copy of the weights
   std::vector<double> margin_;  // by row: w.x_i
+  // Resumed from a checkpoint (ps::LatestCheckpoint): the iterations it had done (0: none),
+  // and the algorithm's state saved with it.
+  int first_iteration_ = 0;
+  std::string resumed_state_;
 
  private:
   double Loss() const;
+  // Takes the iterations, totals and algorithm state of the checkpoint the job resumes from.
+  void Resume(const ps::CheckpointInfo& checkpoint);
   Totals Exchange(int iter, uint64_t kept, uint64_t left);
   void Finish();
   // The bodies of the answers to a report-app request "head" sent to "group".

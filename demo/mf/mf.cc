@@ -14,6 +14,10 @@
 // Gaussian noise --noise; every worker draws the same data from --seed. --ratings=FILE reads
 // "user item rating" lines instead (0-based ids).
 //
+// Checkpoints: with PS_CHECKPOINT_DIR every worker checkpoints after each clock (the tables
+// and its user factors; SSPWorker::Checkpoint), and a job started again resumes at the clock of
+// the latest checkpoint, with the same options and number of workers.
+//
 // Output: each worker prints one line per clock, "clock C rmse R seconds S" (its own ratings,
 // during the pass); worker 0 then prints a JSON summary of the whole job: rmse (after the last
 // clock, all ratings), clocks, seconds (until the last worker ended its last clock), blocked_reads,
@@ -198,10 +202,25 @@ int RunWorker(const Options& o, ps::SSPTableGroup* group) {
   for (double& x : user) x = init(gen);
 
   ps::SSPWorker worker(group, 0);
+  if (worker.clock() > 0) {
+    // Resumed from a checkpoint (PS_CHECKPOINT_DIR): the item factors and statistics are in
+    // the tables as of that clock; this worker's user factors come from its saved state.
+    std::string state;
+    Check(worker.ResumedState(&state));
+    if (state.size() != user.size() * sizeof(double)) {
+      std::fprintf(stderr,
+                   "mf: the checkpoint at clock %d holds %zu bytes of user factors, this worker "
+                   "has %zu (resume with the same options and workers)\n",
+                   worker.clock(), state.size(), user.size() * sizeof(double));
+      return 1;
+    }
+    std::memcpy(user.data(), state.data(), state.size());
+    if (rank == 0) std::printf("resuming from the checkpoint at clock %d\n", worker.clock());
+  }
   ps::SSPTable item_table = worker.table(0), stats_table = worker.table(1);
   std::unordered_map<int, std::vector<double>> item, delta;
   ps::SSPRow row;
-  for (int c = 0; c < o.clocks; ++c) {
+  for (int c = worker.clock(); c < o.clocks; ++c) {
     for (int i : items) {
       Check(item_table.Get(i, &row));
       item[i] = row.values;
@@ -235,6 +254,9 @@ int RunWorker(const Options& o, ps::SSPTableGroup* group) {
                 ratings.empty() ? 0.0 : std::sqrt(sse / ratings.size()), t);
     std::fflush(stdout);
     Check(worker.Clock());
+    // With PS_CHECKPOINT_DIR: the tables as of this clock, and this worker's user factors.
+    Check(worker.Checkpoint(
+        std::string(reinterpret_cast<const char*>(user.data()), user.size() * sizeof(double))));
   }
   // The final model: every clock of every worker is in (staleness 0 at clock "clocks").
   double sse = 0;

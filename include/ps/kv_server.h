@@ -32,6 +32,14 @@
 // set_request_handle detects them (the built-in handles have them); a handle given as a
 // function sets them with set_state_handles. Both run on the server's customer thread, between
 // requests, so a snapshot is the state after a request and before the next one.
+//
+// Checkpoints (ps/checkpoint.h): a server writes the state of a key range when a worker's
+// KVWorker::Checkpoint asks it to (a SimpleApp request with head checkpoint::kWriteHead, a
+// value reserved on KVServer apps). A server whose node resumes from a checkpoint loads the
+// keys of every range it holds from it, through its restore handle, before it handles its
+// first request; a handle without state, or with values of another type than the checkpoint's,
+// then ends the process in one line. The checkpoint is for one app: servers of other app ids
+// start empty.
 #ifndef PS_KV_SERVER_H_
 #define PS_KV_SERVER_H_
 
@@ -42,7 +50,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -50,8 +60,10 @@
 
 #include "ps/base.h"
 #include "ps/filter.h"
+#include "ps/internal/checkpoint_io.h"
 #include "ps/internal/filter_chain.h"
 #include "ps/internal/replica_chain.h"
+#include "ps/internal/replication.h"
 #include "ps/kv_pairs.h"
 #include "ps/range.h"
 #include "ps/simple_app.h"
@@ -172,7 +184,7 @@ class KVServer : public SimpleApp {
     std::lock_guard<std::mutex> lk(kv_mu_);
     snapshot_ = std::make_shared<SnapshotHandle>(std::move(snapshot));
     restore_ = std::make_shared<RestoreHandle>(std::move(restore));
-    kv_cv_.notify_all();
+    kv_cv_.notify_all();  // a resume and a replacement's copy wait for them
   }
   // Whether the handle's state can be read and set (checkpoints, replacement servers).
   bool has_state() const {
@@ -544,8 +556,171 @@ class KVServer : public SimpleApp {
     return kv::CheckValues(kv->keys.size(), kv->vals, kv->lens);
   }
 
+  // Whether this server loads checkpoint "info" (one of its app, written by KVWorkers).
+  bool ResumesFrom(const std::optional<CheckpointInfo>& info) const {
+    return info && info->kind == "kv" && info->app_id == app_id_;
+  }
+
+  // Loads the checkpoint the node resumes from, if any, once, before the first request is
+  // handled (see the top of this file). Customer thread only.
+  void Resume() {
+    if (postoffice_->is_recovery()) {
+      resumed_ = true;  // a replacement server takes its ranges from live replicas instead
+      return;
+    }
+    std::optional<CheckpointInfo> info;
+    Status s = postoffice_->ResumeCheckpoint(&info);
+    if (s.ok() && ResumesFrom(info)) s = LoadCheckpoint(*info);
+    if (!s.ok()) postoffice_->Die(s);
+    resumed_ = true;
+  }
+
+  // Restores the keys of the ranges this server holds from every file of checkpoint "info".
+  Status LoadCheckpoint(const CheckpointInfo& info) {
+    const auto start = std::chrono::steady_clock::now();
+    std::shared_ptr<RestoreHandle> restore;
+    {
+      std::unique_lock<std::mutex> lk(kv_mu_);
+      kv_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return restore_ != nullptr; });
+      restore = restore_;
+    }
+    const std::string name = "KVServer app " + std::to_string(app_id_);
+    if (!restore) {
+      return Status::InvalidArgument(name +
+                                     " has no state handles (Snapshot and Restore), so "
+                                     "it cannot resume from checkpoint " +
+                                     info.path);
+    }
+    if (info.val_type != GetDataType<Val>()) {
+      return Status::InvalidArgument("checkpoint " + info.path + "/MANIFEST holds values of type " +
+                                     std::to_string(info.val_type) + ", but " + name +
+                                     " has values of type " + std::to_string(GetDataType<Val>()) +
+                                     " (a checkpoint of another program)");
+    }
+    const std::vector<Range>& ranges = postoffice_->GetServerKeyRanges();
+    const int rank = postoffice_->my_rank();
+    ServerChains chains(static_cast<int>(ranges.size()), postoffice_->replication());
+    std::vector<Range> held;
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      if (chains.Holds(rank, static_cast<int>(r))) held.push_back(ranges[r]);
+    }
+    auto is_held = [&](Key k) {
+      for (const Range& r : held) {
+        if (kv::InRange(k, r)) return true;
+      }
+      return false;
+    };
+    size_t restored = 0;
+    for (const CheckpointFile& f : info.files) {
+      checkpoint::RangeHeader h;
+      SArray<char> keys, vals;
+      SArray<int> lens;
+      Status s = checkpoint::ReadRange(info, f, &h, &keys, &vals, &lens);
+      if (!s.ok()) return s;
+      KVPairs<Val> all;
+      all.keys = SArray<Key>(keys);
+      all.vals = SArray<Val>(vals);
+      all.lens = lens;
+      if (all.keys.empty()) continue;
+      s = kv::CheckValues(all.keys.size(), all.vals, all.lens);
+      if (!s.ok())
+        return Status::IOError("checkpoint " + info.path + "/" + f.name + ": " + s.message());
+      // The whole file when it lies in one held range (the same servers as when it was
+      // written): no copy. Otherwise the keys of the held ranges, re-split.
+      bool whole = false;
+      for (const Range& r : held) {
+        whole |= kv::InRange(all.keys[0], r) && kv::InRange(all.keys.back(), r);
+      }
+      KVPairs<Val> mine;
+      if (whole) {
+        mine = all;
+      } else {
+        std::vector<Key> k;
+        std::vector<Val> v;
+        std::vector<int> l;
+        const size_t width = all.lens.empty() ? all.vals.size() / all.keys.size() : 0;
+        size_t at = 0;
+        for (size_t i = 0; i < all.keys.size(); ++i) {
+          const size_t len = all.lens.empty() ? width : static_cast<size_t>(all.lens[i]);
+          if (is_held(all.keys[i])) {
+            k.push_back(all.keys[i]);
+            v.insert(v.end(), all.vals.begin() + at, all.vals.begin() + at + len);
+            l.push_back(static_cast<int>(len));
+          }
+          at += len;
+        }
+        if (k.empty()) continue;
+        mine.keys = SArray<Key>(k);
+        mine.vals = SArray<Val>(v);
+        if (!all.lens.empty()) mine.lens = SArray<int>(l);
+      }
+      (*restore)(mine);
+      restored += mine.keys.size();
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    LOG(INFO) << "server " << rank << " restored " << restored << " keys of " << held.size()
+              << " key range(s) from checkpoint " << info.path << " (step " << info.step << ") in "
+              << secs << " s";
+    return Status::OK();
+  }
+
+  // Writes the state of a key range to its checkpoint file (a request of KVWorker::Checkpoint:
+  // body "<step> <range>") and answers with the file's bytes and checksum.
+  void WriteCheckpoint(const Message& req) {
+    Message res;
+    res.meta.head = req.meta.head;
+    res.meta.timestamp = req.meta.timestamp;
+    res.meta.request = false;
+    res.meta.simple_app = true;
+    res.meta.app_id = app_id_;
+    res.meta.customer_id = req.meta.customer_id;
+    res.meta.recver = req.meta.sender;
+    const CheckpointConfig config = postoffice_->checkpoint_config();
+    const std::vector<Range>& ranges = postoffice_->GetServerKeyRanges();
+    std::istringstream in(req.meta.body);
+    long step = -1, range = -1;
+    const std::string me = "server " + std::to_string(postoffice_->my_rank());
+    if (!(in >> step >> range) || step < 0 || range < 0 ||
+        range >= static_cast<long>(ranges.size())) {
+      res.meta.error = me + ": malformed checkpoint request '" + req.meta.body + "'";
+    } else if (config.dir.empty()) {
+      res.meta.error = me + " has no PS_CHECKPOINT_DIR";
+    } else if (!has_state()) {
+      res.meta.error = me + ": KVServer app " + std::to_string(app_id_) +
+                       " has no state handles (Snapshot and Restore) to checkpoint";
+    } else {
+      const Range& r = ranges[static_cast<size_t>(range)];
+      KVPairs<Val> st = SnapshotState(r);
+      checkpoint::RangeHeader h;
+      h.key_bytes = sizeof(Key);
+      h.val_type = GetDataType<Val>();
+      h.begin = r.begin();
+      h.end = r.end();
+      h.num_keys = st.keys.size();
+      h.num_vals = st.vals.size();
+      h.has_lens = !st.lens.empty();
+      CheckpointFile f;
+      Status s = checkpoint::WriteRange(checkpoint::StepPath(config.dir, static_cast<int>(step)) +
+                                            "/range-" + std::to_string(range),
+                                        h, st.keys.data(), st.vals.data(), st.lens.data(), &f);
+      if (s.ok()) {
+        std::ostringstream os;
+        os << f.bytes << " " << std::hex << f.checksum;
+        res.meta.body = os.str();
+      } else {
+        res.meta.error = me + ": " + s.message();
+      }
+    }
+    postoffice_->van()->Send(res);
+  }
+
   void Process(const Message& in) {
-    if (in.meta.simple_app) return SimpleApp::Process(in);
+    const bool write =
+        in.meta.simple_app && in.meta.request && in.meta.head == checkpoint::kWriteHead;
+    if (in.meta.simple_app && !write) return SimpleApp::Process(in);
+    if (!resumed_) Resume();
+    if (write) return WriteCheckpoint(in);
     Message copy;  // a request the replication rewrote
     const Message* mp = &in;
     if (replica_ && in.meta.chain == Meta::kAck) return replica_->OnAck(in);
@@ -624,6 +799,12 @@ class KVServer : public SimpleApp {
     // Replicated requests wait on the chain (and an update may wait for its handle): they
     // stay on the server's thread.
     if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    if (!resumed_) {
+      // Nothing to load (known since Start: no I/O here) means no wait for the server's thread.
+      std::optional<CheckpointInfo> info;
+      if (!postoffice_->ResumeCheckpoint(&info).ok() || ResumesFrom(info)) return false;
+      resumed_ = true;
+    }
     size_t bytes = 0;
     for (const auto& d : msg.data) bytes += d.size();
     if (bytes > kRunHereMaxBytes) return false;
@@ -657,6 +838,8 @@ class KVServer : public SimpleApp {
   std::map<int, Pieces> pieces_;  // range -> the copy coming in
   bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
+  // The checkpoint to resume from, if any, is loaded (set once, on the customer thread).
+  std::atomic<bool> resumed_{false};
 };
 
 }  // namespace ps

@@ -20,10 +20,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -31,6 +35,7 @@
 #include "ps/base.h"
 #include "ps/consistency.h"
 #include "ps/filter.h"
+#include "ps/internal/checkpoint_io.h"
 #include "ps/internal/filter_chain.h"
 #include "ps/kv_pairs.h"
 #include "ps/simple_app.h"
@@ -187,6 +192,35 @@ class KVWorker : public SimpleApp {
     if (!s.ok()) postoffice_->Die(s);
   }
   Status TryWait(int timestamp) { return obj_->TryWaitRequest(timestamp); }
+
+  // Writes a checkpoint of the servers' state at "step", with "app_state" (the application's
+  // own small state: its iteration, its options) in its manifest; see ps/checkpoint.h. Every
+  // worker calls it with the same step, once its requests of that step finished (Wait); it
+  // blocks until the checkpoint is complete, and returns at once when PS_CHECKPOINT_DIR is
+  // not set or PS_CHECKPOINT_EVERY does not divide "step". The app state of worker 0
+  // (customer 0) is the one kept. On a failure (a dead node, a server that cannot write its
+  // file) reports it and ends the process; TryCheckpoint returns it instead, and the job can
+  // go on without that checkpoint. The servers' handles need state (Snapshot and Restore).
+  // The checkpoint holds the keys of each default key range (Postoffice::GetServerKeyRanges);
+  // a slicer that sends keys elsewhere (set_slicer) is not supported.
+  // REQUIRES: not on this worker's customer thread; step >= 0.
+  void Checkpoint(int step, const std::string& app_state = "") {
+    Status s = TryCheckpoint(step, app_state);
+    if (!s.ok()) postoffice_->Die(s);
+  }
+  Status TryCheckpoint(int step, const std::string& app_state = "") {
+    const CheckpointConfig config = postoffice_->checkpoint_config();
+    if (config.dir.empty() || step < 0 || step % config.every != 0) return Status::OK();
+    const int customer = obj_->customer_id();
+    // Every worker finished its requests of "step": the servers hold the cut.
+    Status s = postoffice_->TryBarrier(customer, kWorkerGroup);
+    if (!s.ok()) return s;
+    Status w;
+    if (postoffice_->my_rank() == 0 && customer == 0) w = WriteCheckpoint(config, step, app_state);
+    // No worker pushes for the next step before every range was written.
+    s = postoffice_->TryBarrier(customer, kWorkerGroup);
+    return w.ok() ? s : w;
+  }
 
   // Replaces how keys are split over the servers. REQUIRES: no request in flight.
   void set_slicer(const Slicer& slicer) {
@@ -628,8 +662,93 @@ class KVWorker : public SimpleApp {
     return Status::OK();
   }
 
+  // The primary of key range "range" once it is no longer "dead" (a failover takes a moment
+  // after the failure is known), or Node::kEmpty when none takes over within 10 s.
+  int NextPrimary(int range, int dead) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    int next = postoffice_->PrimaryOf(range);
+    while (next == dead && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      next = postoffice_->PrimaryOf(range);
+    }
+    return next == dead ? Node::kEmpty : next;
+  }
+
+  // Worker 0's part of a checkpoint: each range's server writes its file, then the manifest.
+  Status WriteCheckpoint(const CheckpointConfig& config, int step, const std::string& app_state) {
+    CheckpointInfo info;
+    info.step = step;
+    info.app_state = app_state;
+    info.path = checkpoint::StepPath(config.dir, step);
+    info.job = config.job;
+    info.app_id = app_id_;
+    info.val_type = GetDataType<Val>();
+    // What a job that died while writing this step left behind is not part of it.
+    std::error_code ec;
+    std::filesystem::remove_all(info.path, ec);
+    const std::vector<Range>& ranges = postoffice_->GetServerKeyRanges();
+    auto ask = [&](size_t r, int server) {
+      return SimpleApp::Request(checkpoint::kWriteHead,
+                                std::to_string(step) + " " + std::to_string(r), server);
+    };
+    auto take_answer = [&](int ts) {
+      std::lock_guard<std::mutex> lk(checkpoint_mu_);
+      std::string answer = checkpoint_answers_[ts];
+      checkpoint_answers_.erase(ts);
+      return answer;
+    };
+    std::vector<int> ts(ranges.size()), asked(ranges.size());
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      asked[r] = replicated_ ? postoffice_->PrimaryOf(static_cast<int>(r))
+                             : Postoffice::ServerRankToID(static_cast<int>(r));
+      ts[r] = ask(r, asked[r]);
+    }
+    Status failed;
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      Status s = TryWait(ts[r]);
+      // Under replication a dead server's ranges get a new primary, which holds them too:
+      // it writes the range instead.
+      for (size_t tries = 0; !s.ok() && replicated_ && tries < ranges.size(); ++tries) {
+        const int next = NextPrimary(static_cast<int>(r), asked[r]);
+        if (next == Node::kEmpty) break;
+        take_answer(ts[r]);
+        asked[r] = next;
+        ts[r] = ask(r, next);
+        s = TryWait(ts[r]);
+      }
+      if (failed.ok() && !s.ok()) {
+        failed = s.Prefixed("checkpoint step " + std::to_string(step) + ": ");
+      }
+      const std::string answer = take_answer(ts[r]);
+      if (!s.ok()) continue;
+      CheckpointFile f;
+      f.name = "range-" + std::to_string(r);
+      f.begin = ranges[r].begin();
+      f.end = ranges[r].end();
+      std::istringstream in(answer);
+      if (!(in >> f.bytes >> std::hex >> f.checksum)) {
+        failed = Status::InvalidArgument("checkpoint step " + std::to_string(step) + ": range " +
+                                         std::to_string(r) + "'s server answered '" + answer +
+                                         "', not its file's bytes and checksum");
+        continue;
+      }
+      info.files.push_back(f);
+    }
+    if (!failed.ok()) return failed;
+    Status s = checkpoint::WriteManifest(info);
+    if (!s.ok()) return s;
+    checkpoint::Prune(config, step);
+    return Status::OK();
+  }
+
   void Process(const Message& msg) {
-    if (msg.meta.simple_app) return SimpleApp::Process(msg);
+    if (msg.meta.simple_app) {
+      if (!msg.meta.request && msg.meta.head == checkpoint::kWriteHead) {
+        std::lock_guard<std::mutex> lk(checkpoint_mu_);
+        checkpoint_answers_[msg.meta.timestamp] = msg.meta.body;
+      }
+      return SimpleApp::Process(msg);
+    }
     if (msg.meta.request) return SendAgain(msg);
     const int ts = msg.meta.timestamp;
     // Decoded before the request is looked up: decompressing takes time.
@@ -728,6 +847,11 @@ class KVWorker : public SimpleApp {
   std::mutex failover_mu_;
   int failover_outstanding_ = 0;
   std::chrono::steady_clock::time_point failover_start_;
+
+  // Servers' answers to checkpoint requests (timestamp -> "<bytes> <checksum>"), taken by
+  // WriteCheckpoint. Protected by checkpoint_mu_.
+  std::mutex checkpoint_mu_;
+  std::map<int, std::string> checkpoint_answers_;
 };
 
 }  // namespace ps

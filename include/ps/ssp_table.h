@@ -42,11 +42,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ps/base.h"
+#include "ps/checkpoint.h"
 #include "ps/internal/postoffice.h"
 #include "ps/status.h"
 
@@ -179,8 +181,24 @@ class SSPWorker {
   // the new clock. Non-blocking (the servers acknowledge later). Fails after the node stopped.
   Status Clock();
 
-  // The thread's current clock: the number of Clock() calls.
+  // The thread's current clock: the number of Clock() calls (plus the clock of the checkpoint
+  // the job resumed from).
   int clock() const { return clock_; }
+
+  // Checkpoints (ps/checkpoint.h, PS_CHECKPOINT_DIR): every worker thread of the job calls this
+  // right after a Clock(), at the same clock(); it blocks until the servers wrote their rows
+  // as of that clock (every update of the clocks before it, and none after) and the
+  // checkpoint is complete. "state" is this thread's own state (its part of the model that no
+  // table holds, say), kept per worker rank and customer. Returns at once when
+  // PS_CHECKPOINT_DIR is not set or PS_CHECKPOINT_EVERY does not divide clock(). A job that
+  // resumes from an SSP checkpoint starts every worker thread at its clock, with the servers'
+  // rows as they were; ResumedState gives each thread its state back (the job must have as
+  // many workers as the one that wrote it). Fails when a node dies or a file cannot be
+  // written.
+  Status Checkpoint(const std::string& state = "");
+  // The state this thread gave Checkpoint in the checkpoint the job resumed from; "" when the
+  // job did not resume. Reads it from its file (checked).
+  Status ResumedState(std::string* state);
 
   class Log;
 
@@ -193,7 +211,8 @@ class SSPWorker {
   SSPTableGroup::Impl* const group_;
   const int customer_id_;
   int clock_ = 0;
-  std::unique_ptr<Log> log_;  // this clock's increments, coalesced per row
+  std::unique_ptr<Log> log_;               // this clock's increments, coalesced per row
+  std::optional<CheckpointInfo> resumed_;  // the SSP checkpoint of this group resumed from
 };
 
 }  // namespace ps

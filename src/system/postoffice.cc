@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "metrics/metrics_exposer.h"
+#include "ps/internal/checkpoint_io.h"
 
 namespace ps {
 namespace {
@@ -133,6 +134,7 @@ Status Postoffice::ParseConfigLocked() {
   if (s.ok() && o.num_servers + o.num_workers == 0) {
     check(Status::InvalidArgument("DMLC_NUM_SERVER and DMLC_NUM_WORKER are both 0"));
   }
+  check(checkpoint::ParseConfig(*env_, &checkpoint_));
   for (const ConfigCheck& c : ConfigChecks(nullptr)) check(c(*env_));
   options_ = o;
   config_status_ = s;
@@ -146,6 +148,11 @@ Status Postoffice::TryStart(int customer_id, const char* argv0, bool do_barrier)
     std::lock_guard<std::mutex> lk(start_mu_);
     Status s = ParseConfigLocked();
     if (!s.ok()) return s;
+    if (options_.role != Node::SCHEDULER) {
+      // Before any request can arrive: a server restores from it before it handles one.
+      s = FindResumeLocked();
+      if (!s.ok()) return s;
+    }
     if (active_customers_ == 0) {
       // First Start of this node (or the first after a complete Finalize): a fresh van.
       metrics_.reset();  // it reads van_, about to be replaced
@@ -577,6 +584,31 @@ void Postoffice::CopiesDone(int app_id) {
     }
   }
   if (Van* v = van()) v->ReportSynced();
+}
+
+CheckpointConfig Postoffice::checkpoint_config() {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  return ParseConfigLocked().ok() ? checkpoint_ : CheckpointConfig();
+}
+
+Status Postoffice::ResumeCheckpoint(std::optional<CheckpointInfo>* out) {
+  std::lock_guard<std::mutex> lk(start_mu_);
+  Status s = ParseConfigLocked();
+  if (s.ok()) s = FindResumeLocked();
+  if (s.ok()) *out = resume_;
+  return s;
+}
+
+Status Postoffice::FindResumeLocked() {
+  if (!resume_found_) {
+    resume_found_ = true;
+    resume_status_ = checkpoint::FindLatest(checkpoint_, &resume_);
+    if (resume_status_.ok() && resume_) {
+      LOG(INFO) << RoleName(options_.role) << " resumes from checkpoint " << resume_->path
+                << " (step " << resume_->step << ")";
+    }
+  }
+  return resume_status_;
 }
 
 int Postoffice::replication() {

@@ -63,13 +63,8 @@ void SSPClient::Drop(const Message& msg, const Status& why) {
 void SSPClient::SendRead(int thread, int need, const ssp::RowKey& key) {
   Van* van = postoffice_->van();
   if (!van) return;
-  Message msg;
-  msg.meta.app_id = app_id_;
-  msg.meta.customer_id = 0;
-  msg.meta.request = true;
-  msg.meta.head = ssp::kRead;
-  msg.meta.timestamp = 0;
-  msg.meta.recver = Postoffice::ServerRankToID(ssp::ServerOf(key, num_servers_));
+  Message msg = ssp::NewMessage(app_id_, ssp::kRead,
+                                Postoffice::ServerRankToID(ssp::ServerOf(key, num_servers_)));
   msg.AddData(SArray<int64_t>{key.table, static_cast<int64_t>(key.row), thread, need});
   van->Send(msg);
 }
@@ -165,13 +160,7 @@ Status SSPClient::Flush(int thread, int clock, ssp::RowMap log) {
   }
   // Every server learns the clock, whether or not it holds rows of this log.
   for (int s = 0; s < num_servers_; ++s) {
-    Message msg;
-    msg.meta.app_id = app_id_;
-    msg.meta.customer_id = 0;
-    msg.meta.request = true;
-    msg.meta.head = ssp::kClock;
-    msg.meta.timestamp = 0;
-    msg.meta.recver = Postoffice::ServerRankToID(s);
+    Message msg = ssp::NewMessage(app_id_, ssp::kClock, Postoffice::ServerRankToID(s));
     msg.AddData(SArray<int64_t>{thread, clock});
     ssp::AppendRows(tables_, keys[s], rows[s], &msg);
     if (van->Send(msg) < 0) return Status::Shutdown("SSP Clock: the node is stopping");
@@ -221,7 +210,53 @@ void SSPClient::PassLocked(int server, int global) {
   }
 }
 
+Status SSPClient::CheckpointServers(int clock, std::vector<CheckpointFile>* files) {
+  Van* van = postoffice_->van();
+  if (!van) return Status::Shutdown("SSP checkpoint before Start");
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    checkpoint_answers_.clear();
+  }
+  for (int s = 0; s < num_servers_; ++s) {
+    Message msg = ssp::NewMessage(app_id_, ssp::kCheckpoint, Postoffice::ServerRankToID(s));
+    msg.AddData(SArray<int64_t>{clock});
+    if (van->Send(msg) < 0) return Status::Shutdown("SSP checkpoint: the node is stopping");
+  }
+  std::unique_lock<std::mutex> lk(mu_);
+  while (static_cast<int>(checkpoint_answers_.size()) < num_servers_) {
+    for (int s = 0; s < num_servers_; ++s) {
+      if (checkpoint_answers_.count(s)) continue;
+      Status st = CheckPeers(s);
+      if (!st.ok()) return st;
+    }
+    cv_.wait_for(lk, kPeerCheck);
+  }
+  files->clear();
+  for (const auto& a : checkpoint_answers_) {
+    if (!a.second.first.empty()) return Status::IOError(a.second.first);
+    files->push_back(a.second.second);
+  }
+  return Status::OK();
+}
+
 void SSPClient::Handle(const Message& msg) {
+  if (msg.meta.head == ssp::kCheckpointDone) {
+    SArray<int64_t> h;
+    Status s = ssp::HeaderFrame(msg, 0, 3, &h);
+    const int server = Postoffice::IDtoRank(msg.meta.sender);
+    if (s.ok() && (!IsServerId(msg.meta.sender) || server >= num_servers_)) {
+      s = Status::InvalidArgument("not from a server");
+    }
+    if (!s.ok()) return Drop(msg, s);
+    CheckpointFile f;
+    f.name = "ssp-" + std::to_string(server);
+    f.bytes = static_cast<uint64_t>(h[1]);
+    f.checksum = static_cast<uint64_t>(h[2]);
+    std::lock_guard<std::mutex> lk(mu_);
+    checkpoint_answers_[server] = {msg.meta.body, f};
+    cv_.notify_all();
+    return;
+  }
   SArray<int64_t> h;
   Status s = msg.meta.head == ssp::kRows ? ssp::HeaderFrame(msg, 0, 6, &h)
                                          : Status::InvalidArgument("unknown command");

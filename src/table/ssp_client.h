@@ -48,6 +48,11 @@ class SSPClient {
   // Sends thread "thread"'s increments of clock "clock", which it ends, to the servers.
   Status Flush(int thread, int clock, ssp::RowMap log);
 
+  // Asks every server to write its rows for the checkpoint of clock "clock" and waits for
+  // their files (name, bytes, checksum), in server order. Fails on a server's error, a dead
+  // peer, or Stop.
+  Status CheckpointServers(int clock, std::vector<CheckpointFile>* files);
+
   // Wakes and fails every read; later reads fail at once. Idempotent.
   void Stop();
 
@@ -101,6 +106,8 @@ class SSPClient {
   std::vector<int> server_clock_;                    // by server rank: the last g it reported
   std::unordered_map<ssp::RowKey, InFlight, ssp::RowKeyHash> inflight_;
   std::map<int, std::map<int, Flushed>> flushed_;  // thread -> clock -> log not acked by all
+  // Servers' answers to CheckpointServers: server rank -> (error, file).
+  std::map<int, std::pair<std::string, CheckpointFile>> checkpoint_answers_;
 };
 
 }  // namespace ps

@@ -1,9 +1,12 @@
 #include "table/ssp_server.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
+#include "ps/internal/checkpoint_io.h"
 #include "ps/internal/van.h"
 
 namespace ps {
@@ -18,7 +21,14 @@ SSPServer::SSPServer(int app_id, const ssp::TableMap& tables, const SSPOptions& 
       counters_(std::move(counters)) {}
 
 void SSPServer::Handle(const Message& msg) {
+  if (!resumed_) {
+    resumed_ = true;
+    Status s = Resume();
+    if (!s.ok()) postoffice_->Die(s);
+  }
   switch (msg.meta.head) {
+    case ssp::kCheckpoint:
+      return HandleCheckpoint(msg);
     case ssp::kRead:
       return HandleRead(msg);
     case ssp::kClock:
@@ -95,6 +105,7 @@ void SSPServer::HandleClock(const Message& msg) {
   int expected = 0;  // the clock this thread ends next
   if (s.ok()) {
     auto n = clocks_.find(node);
+    expected = base_clock_;
     if (n != clocks_.end() && n->second.count(thread)) expected = n->second[thread];
     if (h[1] != expected) {
       s = Status::InvalidArgument("clock " + std::to_string(h[1]) + " of thread " +
@@ -148,6 +159,131 @@ void SSPServer::AdvanceTo(int global) {
   // Pushes go first: a reader woken by a held answer then finds its other rows fresh.
   if (options_.eager) Push();
   ReleaseHeld();
+  if (checkpoint_node_ >= 0 && global_clock_ >= checkpoint_clock_) WriteCheckpoint();
+}
+
+void SSPServer::HandleCheckpoint(const Message& msg) {
+  SArray<int64_t> h;
+  Status s = ssp::HeaderFrame(msg, 0, 1, &h);
+  if (s.ok() && !IsWorkerId(msg.meta.sender)) s = Status::InvalidArgument("not from a worker");
+  if (s.ok() && (h[0] < 0 || h[0] > INT32_MAX)) s = Status::InvalidArgument("bad clock");
+  if (!s.ok()) return Drop(msg, s);
+  checkpoint_node_ = msg.meta.sender;
+  checkpoint_clock_ = static_cast<int>(h[0]);
+  if (global_clock_ >= checkpoint_clock_) WriteCheckpoint();
+}
+
+namespace {
+
+// The header of a server's checkpoint file; the rows follow as the three frames of a row
+// batch (ssp_wire.h), each padded to 8 bytes (they are 8-byte elements).
+struct SSPFileHeader {
+  char magic[8];
+  uint32_t version;
+  int32_t clock;
+  uint64_t num_meta, num_cols, num_vals;
+  uint64_t reserved;
+};
+constexpr char kSSPMagic[8] = {'S', 'L', 'C', 'K', 'S', 'S', 'P', '\n'};
+
+}  // namespace
+
+void SSPServer::WriteCheckpoint() {
+  const int clock = checkpoint_clock_, node = checkpoint_node_;
+  checkpoint_node_ = -1;
+  const std::string me = "SSP server " + std::to_string(postoffice_->my_rank());
+  std::string error;
+  CheckpointFile f;
+  const CheckpointConfig config = postoffice_->checkpoint_config();
+  if (config.dir.empty()) {
+    error = me + " has no PS_CHECKPOINT_DIR";
+  } else if (global_clock_ != clock) {
+    error = me + ": a checkpoint at clock " + std::to_string(clock) +
+            " was asked for at global clock " + std::to_string(global_clock_) +
+            " (every worker calls SSPWorker::Checkpoint at the same clock)";
+  } else {
+    // Rows in a stable order (table, row), so that a checkpoint's bytes do not depend on the
+    // hash map's.
+    std::vector<const ssp::RowKey*> keys;
+    for (const auto& kv : rows_) keys.push_back(&kv.first);
+    std::sort(keys.begin(), keys.end(), [](const ssp::RowKey* a, const ssp::RowKey* b) {
+      return a->table != b->table ? a->table < b->table : a->row < b->row;
+    });
+    std::vector<const ssp::RowData*> data;
+    for (const ssp::RowKey* k : keys) data.push_back(&rows_.at(*k).data);
+    Message batch;
+    ssp::AppendRows(tables_, keys, data, &batch);
+    SSPFileHeader h;
+    std::memset(&h, 0, sizeof(h));
+    std::memcpy(h.magic, kSSPMagic, sizeof(kSSPMagic));
+    h.version = 1;
+    h.clock = clock;
+    h.num_meta = batch.data[0].size() / sizeof(int64_t);
+    h.num_cols = batch.data[1].size() / sizeof(uint64_t);
+    h.num_vals = batch.data[2].size() / sizeof(double);
+    std::vector<std::pair<const void*, size_t>> parts = {{&h, sizeof(h)}};
+    for (const SArray<char>& d : batch.data) parts.emplace_back(d.data(), d.size());
+    Status s = checkpoint::WriteFile(
+        checkpoint::StepPath(config.dir, clock) + "/ssp-" + std::to_string(postoffice_->my_rank()),
+        parts, &f);
+    if (!s.ok()) error = me + ": " + s.message();
+  }
+  Van* van = postoffice_->van();
+  if (!van) return;
+  Message msg = ssp::NewMessage(app_id_, ssp::kCheckpointDone, node);
+  msg.meta.body = error;
+  msg.AddData(
+      SArray<int64_t>{clock, static_cast<int64_t>(f.bytes), static_cast<int64_t>(f.checksum)});
+  van->Send(msg);
+}
+
+Status SSPServer::Resume() {
+  std::optional<CheckpointInfo> info;
+  Status s = postoffice_->ResumeCheckpoint(&info);
+  if (!s.ok() || !info || info->kind != "ssp" || info->app_id != app_id_) return s;
+  const int rank = postoffice_->my_rank(), servers = postoffice_->num_servers();
+  size_t loaded = 0;
+  for (const CheckpointFile& f : info->files) {
+    if (f.name.rfind("ssp-", 0) != 0) continue;  // a worker's own state
+    const std::string path = info->path + "/" + f.name;
+    SArray<char> bytes;
+    s = checkpoint::ReadFile(*info, f, &bytes);
+    if (!s.ok()) return s;
+    SSPFileHeader h;
+    if (bytes.size() < sizeof(h)) return Status::IOError("checkpoint " + path + " has no header");
+    std::memcpy(&h, bytes.data(), sizeof(h));
+    const size_t mb = h.num_meta * 8, cb = h.num_cols * 8, vb = h.num_vals * 8;
+    if (std::memcmp(h.magic, kSSPMagic, sizeof(kSSPMagic)) != 0 || h.version != 1 ||
+        h.num_meta > bytes.size() || h.num_cols > bytes.size() || h.num_vals > bytes.size() ||
+        sizeof(h) + mb + cb + vb != bytes.size()) {
+      return Status::IOError("checkpoint " + path + " is not an SSP server file of version 1");
+    }
+    if (h.clock != info->step) {
+      return Status::IOError("checkpoint " + path + " is of clock " + std::to_string(h.clock) +
+                             ", its manifest says " + std::to_string(info->step));
+    }
+    Message batch;
+    batch.data = {bytes.segment(sizeof(h), sizeof(h) + mb),
+                  bytes.segment(sizeof(h) + mb, sizeof(h) + mb + cb),
+                  bytes.segment(sizeof(h) + mb + cb, bytes.size())};
+    batch.meta.data_type = {INT64, UINT64, DOUBLE};
+    ssp::RowBatch rows;
+    s = ssp::ParseRows(tables_, batch, 0, &rows);
+    if (!s.ok()) {
+      return Status::InvalidArgument("checkpoint " + path +
+                                     " does not fit this group's tables: " + s.message());
+    }
+    for (size_t i = 0; i < rows.keys.size(); ++i) {
+      if (ssp::ServerOf(rows.keys[i], servers) != rank) continue;
+      RowOf(rows.keys[i]).data = std::move(rows.rows[i]);
+      ++loaded;
+    }
+  }
+  base_clock_ = global_clock_ = info->step;
+  counters_->Update([&](SSPStats* st) { st->global_clock = global_clock_; });
+  LOG(INFO) << "SSP server " << rank << " restored " << loaded << " rows at clock " << info->step
+            << " from checkpoint " << info->path;
+  return Status::OK();
 }
 
 void SSPServer::Push() {
@@ -173,7 +309,7 @@ void SSPServer::ReleaseHeld() {
 }
 
 int SSPServer::ComputeGlobalClock() const {
-  if (num_threads_ < num_workers_) return 0;
+  if (num_threads_ < num_workers_) return base_clock_;
   int low = std::numeric_limits<int>::max();
   for (const auto& node : clocks_) {
     for (const auto& t : node.second) low = std::min(low, t.second);
@@ -185,13 +321,7 @@ void SSPServer::SendRows(int node, ssp::RowsKind kind, int thread, int clock, bo
                          const std::vector<ssp::RowKey>& keys) {
   Van* van = postoffice_->van();
   if (!van) return;
-  Message msg;
-  msg.meta.app_id = app_id_;
-  msg.meta.customer_id = 0;
-  msg.meta.request = true;
-  msg.meta.head = ssp::kRows;
-  msg.meta.recver = node;
-  msg.meta.timestamp = 0;
+  Message msg = ssp::NewMessage(app_id_, ssp::kRows, node);
   auto header = std::make_shared<std::vector<int64_t>>(
       std::initializer_list<int64_t>{kind, global_clock_, held ? 1 : 0, thread, clock, 0});
   auto it = clocks_.find(node);

@@ -8,6 +8,13 @@
 // row's pending log until g passes them. Rows of other tables apply increments on arrival and
 // are served as fresh as they are.
 //
+// Checkpoints (ps/checkpoint.h, SSPWorker::Checkpoint): asked to write at clock c, the server
+// writes its rows once the global clock is c (the workers wait in a barrier meanwhile, so the
+// rows hold exactly the updates of clocks < c) to DIR/step-c/ssp-<rank>. A server whose node
+// resumes from an SSP checkpoint loads, before it handles its first message, the rows it holds
+// from every file of it (whatever number of servers wrote them), and every worker thread
+// continues from the checkpoint's clock.
+//
 // Threads: Handle runs on the group's customer thread only, so the rows and clocks need no
 // lock; stats() may be called from any thread.
 #ifndef PS_TABLE_SSP_SERVER_H_
@@ -40,6 +47,11 @@ class SSPServer {
   };
 
   void HandleRead(const Message& msg);
+  void HandleCheckpoint(const Message& msg);
+  // Writes the rows for the checkpoint asked for, and answers the worker that asked.
+  void WriteCheckpoint();
+  // Loads the rows and clock of the checkpoint the node resumes from, if it is an SSP one.
+  Status Resume();
   void HandleClock(const Message& msg);
   // Moves the global clock to "global": pending increments become visible, held reads are
   // answered, and in eager mode rows are pushed.
@@ -78,6 +90,10 @@ class SSPServer {
   int num_threads_ = 0;                       // entries of clocks_
   int global_clock_ = 0;
   std::multimap<int, HeldRead> held_;  // by the clock they need
+  bool resumed_ = false;               // Resume ran
+  int base_clock_ = 0;                 // the clock every worker thread starts at (resumed)
+  int checkpoint_node_ = -1;           // the worker that asked for a checkpoint not written yet
+  int checkpoint_clock_ = 0;           // and its clock
   // Eager mode: who read each row, and the rows updated since the last push.
   std::unordered_map<ssp::RowKey, std::vector<int>, ssp::RowKeyHash> subscribers_;
   std::set<int> subscriber_nodes_;

@@ -3,11 +3,13 @@
 #include "ps/ssp_table.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <iomanip>
 #include <limits>
 #include <sstream>
 #include <utility>
 
+#include "ps/internal/checkpoint_io.h"
 #include "ps/internal/customer.h"
 #include "table/ssp_client.h"
 #include "table/ssp_server.h"
@@ -48,7 +50,8 @@ class SSPTableGroup::Impl {
  public:
   Impl(int app_id, const std::vector<SSPTableConfig>& tables, const SSPOptions& options,
        Postoffice* postoffice)
-      : postoffice_(postoffice ? postoffice : Postoffice::Get()),
+      : app_id_(app_id),
+        postoffice_(postoffice ? postoffice : Postoffice::Get()),
         counters_(std::make_shared<SSPCounters>()) {
     for (const SSPTableConfig& t : tables) tables_[t.table_id] = t;
     if (postoffice_->is_server()) {
@@ -107,6 +110,7 @@ class SSPTableGroup::Impl {
   }
 
   // Constant after construction.
+  const int app_id_;
   Postoffice* const postoffice_;
   const std::shared_ptr<SSPCounters> counters_;
   ssp::TableMap tables_;
@@ -130,7 +134,83 @@ class SSPWorker::Log {
 };
 
 SSPWorker::SSPWorker(SSPTableGroup* group, int customer_id)
-    : group_(group->impl_.get()), customer_id_(customer_id), log_(new Log) {}
+    : group_(group->impl_.get()), customer_id_(customer_id), log_(new Log) {
+  // Found when the node started (a failure there already stopped it).
+  std::optional<CheckpointInfo> info;
+  if (group_->postoffice_->ResumeCheckpoint(&info).ok() && info && info->kind == "ssp" &&
+      info->app_id == group_->app_id_) {
+    resumed_ = info;
+    clock_ = info->step;
+  }
+}
+
+namespace {
+std::string WorkerStateFile(Postoffice* po, int customer_id) {
+  return "worker-" + std::to_string(po->my_rank()) + "-" + std::to_string(customer_id);
+}
+}  // namespace
+
+Status SSPWorker::Checkpoint(const std::string& state) {
+  if (!group_->client_)
+    return Status::InvalidArgument("SSP Checkpoint on a node that is no worker");
+  Postoffice* po = group_->postoffice_;
+  const CheckpointConfig config = po->checkpoint_config();
+  if (config.dir.empty() || clock_ % config.every != 0) return Status::OK();
+  const int clock = clock_;
+  const std::string dir = checkpoint::StepPath(config.dir, clock);
+  // Every thread ended "clock": the servers reach it and wait there.
+  Status s = po->TryBarrier(customer_id_, kWorkerGroup);
+  if (!s.ok()) return s;
+  CheckpointFile mine;
+  Status w = checkpoint::WriteFile(dir + "/" + WorkerStateFile(po, customer_id_),
+                                   {{state.data(), state.size()}}, &mine);
+  CheckpointInfo info;
+  const bool leader = po->my_rank() == 0 && customer_id_ == 0;
+  if (leader && w.ok()) w = group_->client_->CheckpointServers(clock, &info.files);
+  // Every thread's state and every server's rows are written.
+  s = po->TryBarrier(customer_id_, kWorkerGroup);
+  if (s.ok() && leader && w.ok()) {
+    info.step = clock;
+    info.path = dir;
+    info.job = config.job;
+    info.kind = "ssp";
+    info.app_id = group_->app_id_;
+    info.val_type = DOUBLE;
+    // The threads' files: every worker customer of the job, by rank and customer id.
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("worker-", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+      CheckpointFile f;
+      f.name = name;
+      w = checkpoint::DescribeFile(e.path().string(), &f);
+      if (!w.ok()) break;
+      info.files.push_back(f);
+    }
+    if (w.ok()) w = checkpoint::WriteManifest(info);
+    if (w.ok()) checkpoint::Prune(config, clock);
+  }
+  // No thread goes on before the checkpoint is complete.
+  Status b = po->TryBarrier(customer_id_, kWorkerGroup);
+  if (!w.ok()) return w.Prefixed("SSP checkpoint at clock " + std::to_string(clock) + ": ");
+  return s.ok() ? b : s;
+}
+
+Status SSPWorker::ResumedState(std::string* state) {
+  state->clear();
+  if (!resumed_) return Status::OK();
+  const std::string name = WorkerStateFile(group_->postoffice_, customer_id_);
+  for (const CheckpointFile& f : resumed_->files) {
+    if (f.name != name) continue;
+    SArray<char> bytes;
+    Status s = checkpoint::ReadFile(*resumed_, f, &bytes);
+    if (s.ok()) state->assign(bytes.data(), bytes.size());
+    return s;
+  }
+  return Status::InvalidArgument("checkpoint " + resumed_->path + " has no state of worker " +
+                                 std::to_string(group_->postoffice_->my_rank()) + " customer " +
+                                 std::to_string(customer_id_) +
+                                 " (it was written by a job with other workers)");
+}
 
 SSPWorker::~SSPWorker() = default;
 

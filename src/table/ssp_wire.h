@@ -14,6 +14,11 @@
 //                              eager push after the global clock advanced; kAck acknowledges
 //                              kClock "clock" of "thread" (no rows). The (thread, clock) pairs
 //                              are the clocks of the receiving node's threads at the server.
+//   kCheckpoint      client -> server  [INT64 clock]: write this server's rows as of global
+//                                       clock "clock" to the checkpoint of that step, once the
+//                                       global clock is there (see SSPWorker::Checkpoint)
+//   kCheckpointDone  server -> client  [INT64 clock, bytes, checksum] of the file written, or
+//                                       an error in meta.body
 //
 // A row batch is three frames: [INT64 n x (table, row, count)] [UINT64 columns of the sparse
 // rows] [DOUBLE values]. A dense row has count = its width and no columns.
@@ -33,7 +38,7 @@
 namespace ps {
 namespace ssp {
 
-enum Command : int { kRead = 1, kClock = 2, kRows = 3 };
+enum Command : int { kRead = 1, kClock = 2, kRows = 3, kCheckpoint = 4, kCheckpointDone = 5 };
 enum RowsKind : int64_t { kReply = 0, kPush = 1, kAck = 2 };
 
 // Sanity bounds on what a peer may send.
@@ -80,6 +85,19 @@ struct RowBatch {
   std::vector<RowKey> keys;
   std::vector<RowData> rows;
 };
+
+// An SSP message of app "app_id", command "head", to node "recver": a request to customer 0,
+// as every SSP message is.
+inline Message NewMessage(int app_id, int head, int recver) {
+  Message msg;
+  msg.meta.app_id = app_id;
+  msg.meta.customer_id = 0;
+  msg.meta.request = true;
+  msg.meta.head = head;
+  msg.meta.timestamp = 0;
+  msg.meta.recver = recver;
+  return msg;
+}
 
 // Appends a batch of "rows" to "msg" (three frames). "tables" gives each row's kind.
 void AppendRows(const TableMap& tables, const std::vector<const RowKey*>& keys,

@@ -39,6 +39,30 @@ def worker_summary(out):
     return json.loads(lines[0])
 
 
+def processes_with(tag, role):
+    """Pids of the processes whose environment has TEST_TAG=tag and DMLC_ROLE=role."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if f"TEST_TAG={tag}".encode() in env and f"DMLC_ROLE={role}".encode() in env:
+            pids.append(int(pid))
+    return pids
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

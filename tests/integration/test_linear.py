@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from jobs import BUILD_DIR, LAUNCH, ROOT, free_port, run_launched
+from jobs import BUILD_DIR, LAUNCH, ROOT, free_port, processes_with, run_launched, wait_for
 from jobs import worker_summary as summary
 
 LINEAR = os.path.join(BUILD_DIR, "demo", "linear")
@@ -328,6 +328,74 @@ class BadInputTest(unittest.TestCase):
             code, out = run_linear(1, 1, "--data=" + LAUNCH, flag, timeout=30)
             self.assertEqual(code, 2, out)
             self.one_line_error(out, text)
+
+
+class CheckpointTest(unittest.TestCase):
+    """PS_CHECKPOINT_DIR: the demo checkpoints after every iteration and resumes from the latest
+    checkpoint, through the launcher's restart."""
+
+    def launch(self, ckpt, *args, restarts=0, tag="", out=None, servers=2):
+        cmd = [sys.executable, LAUNCH, "-s", str(servers), "-n", "2", "--timeout", "120",
+               "--max-restarts", str(restarts), "--env", f"PS_CHECKPOINT_DIR={ckpt}",
+               "--env", f"TEST_TAG={tag}", "--", LINEAR, *args]
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    def check_killed_scheduler_resumes(self, *flags, kill_at):
+        with tempfile.TemporaryDirectory() as tmp:
+            train, _ = gen_data(tmp, "--rows=20000", "--features=5000", "--seed=11")
+            args = [f"--data={train}", "--l1=1", *flags]
+            code, whole = run_linear(2, 2, *args)
+            self.assertEqual(code, 0, whole)
+            want = summary(whole)
+            tag = os.path.basename(tmp)
+            log = os.path.join(tmp, "launch.out")
+            with open(log, "w") as f:
+                # --straggler slows the iterations down (and changes no number), so that the
+                # scheduler dies mid-training.
+                p = self.launch(os.path.join(tmp, "ckpt"), *args, "--straggler=0:4",
+                                restarts=1, tag=tag, out=f)
+            self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+
+            def output():
+                with open(log) as f:
+                    return f.read()
+            wait_for(lambda: re.search(rf"^\[worker 0\] +{kill_at} ", output(), re.M), 60,
+                     f"iteration {kill_at}")
+            pids = processes_with(tag, "scheduler")
+            self.assertEqual(len(pids), 1, output())
+            os.kill(pids[0], signal.SIGKILL)
+            self.assertEqual(p.wait(timeout=120), 0, output())
+            out = output()
+            self.assertIn("launch.py: restart 1 of 1: scheduler was killed by SIGKILL", out)
+            resumed = re.search(r"resuming from checkpoint \S+ after (\d+) iterations", out)
+            self.assertIsNotNone(resumed, out)
+            self.assertGreaterEqual(int(resumed.group(1)), kill_at, out)
+            got = summary(out)
+            self.assertEqual(got["iterations"], want["iterations"], (got, want))
+            self.assertLess(abs(got["objective"] - want["objective"]) / want["objective"],
+                            0.001, (got, want))
+
+    def test_bcd_resumes_after_the_scheduler_died(self):
+        # Until convergence (--epsilon): the resumed run stops at the same iteration.
+        self.check_killed_scheduler_resumes("--max-iter=60", kill_at=8)
+
+    def test_sgd_resumes_after_the_scheduler_died(self):
+        self.check_killed_scheduler_resumes("--algo=sgd", "--epochs=12", "--batch=50",
+                                            kill_at=4)
+
+    def test_other_options_are_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            train, _ = gen_data(tmp, "--rows=2000", "--features=500", "--seed=5")
+            ckpt = os.path.join(tmp, "ckpt")
+            p = self.launch(ckpt, f"--data={train}", "--max-iter=3", out=subprocess.PIPE)
+            out = p.communicate(timeout=120)[0]
+            self.assertEqual(p.returncode, 0, out)
+            p = self.launch(ckpt, f"--data={train}", "--max-iter=6", "--l1=3",
+                            out=subprocess.PIPE)
+            out = p.communicate(timeout=120)[0]
+            self.assertNotEqual(p.returncode, 0, out)
+            self.assertRegex(out, r"linear: error: checkpoint \S+step-3 cannot be resumed from: "
+                                  r"it was written with algo=bcd,l1=1,")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ and `cwd=DIR` on stdout, and `stderr of <role>` on stderr. Then it does what it 
                        with signal -CODE when CODE is negative, once --wait-for pid files
                        exist in --pid-dir
   --wait-for N         (default 0)
+  --fail-runs N        fail (as --fail says) only in the first N runs of the job (launch.py
+                       --max-restarts starts it again), counted in --pid-dir/runs-<ID>; then
+                       behave as the other nodes
   --sleep SEC          the other nodes sleep SEC seconds, then exit 0 (default 0)
   --show-key           print what it sees of its job key: `key_file=PATH`, `key_mode=OCTAL`,
                        `key_hash=HEX` (a hash of the key, not the key), `key_in_cmdline=N`
@@ -39,6 +42,7 @@ def main():
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--print-env", action="append", default=[])
     parser.add_argument("--show-key", action="store_true")
+    parser.add_argument("--fail-runs", type=int, default=-1)
     args = parser.parse_args()
 
     pids = [os.getpid()]
@@ -62,6 +66,13 @@ def main():
     print(f"stderr of {os.environ['DMLC_ROLE']}", file=sys.stderr, flush=True)
 
     fail_id, _, code = args.fail.partition("=")
+    if fail_id == task_id and args.fail_runs >= 0:
+        runs = os.path.join(args.pid_dir, f"runs-{task_id}")
+        with open(runs, "a") as f:
+            f.write("run\n")
+        with open(runs) as f:
+            if len(f.readlines()) > args.fail_runs:
+                fail_id = None
     if fail_id != task_id:
         time.sleep(args.sleep)
         return 0

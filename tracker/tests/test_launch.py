@@ -11,6 +11,7 @@ deadlines, never for fixed times.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -437,6 +438,35 @@ class LocalLauncherTest(LaunchTestCase):
         self.assertLess(seconds, 8)
         self.assertIn("launch.py: exit status 124: timed out after 3 s\n", launcher.stderr)
         self.assert_all_gone(4)
+
+    def test_max_restarts_starts_the_whole_job_again_saying_why(self):
+        # Worker 1 fails in the first two runs: the third run succeeds.
+        launcher = self.start("-s", 1, "-n", 2, "--max-restarts", 2, *self.node_args(
+            "--fail", "3=3", "--fail-runs", 2))
+        code, _ = launcher.finish()
+        self.assertEqual(code, 0, launcher.stderr)
+        for n in (1, 2):
+            self.assertIn(f"launch.py: restart {n} of 2: worker 1 exited with code 3; starting "
+                          "the whole job again\n", launcher.stderr)
+        self.assertEqual(launcher.stdout.count("[scheduler] DMLC_ROLE=scheduler\n"), 3)
+        ports = set(re.findall(r"\[scheduler\] DMLC_PS_ROOT_PORT=(\d+)", launcher.stdout))
+        self.assertEqual(len(ports), 3, launcher.stdout)  # a new port for each run
+
+    def test_restarts_run_out_and_the_last_failure_is_the_exit_status(self):
+        launcher = self.start("-s", 1, "-n", 1, "--max-restarts", 1, *self.node_args(
+            "--fail", "2=5"))
+        code, _ = launcher.finish()
+        self.assertEqual(code, 5, launcher.stderr)
+        self.assertEqual(launcher.stderr.count("restart "), 1, launcher.stderr)
+        self.assertTrue(launcher.stderr.endswith(
+            "launch.py: exit status 5: worker 0 exited with code 5\n"), launcher.stderr)
+
+    def test_a_stop_asked_for_is_not_restarted(self):
+        launcher = self.start("-s", 1, "-n", 1, "--max-restarts", 3, "--timeout", 2,
+                              *self.node_args("--sleep", NODE_SLEEP))
+        code, _ = launcher.finish()
+        self.assertEqual(code, 124, launcher.stderr)
+        self.assertNotIn("restart", launcher.stderr)
 
     def test_what_a_successful_node_leaves_behind_is_killed(self):
         self.run_job("-s", 1, "-n", 1, *self.node_args("--child"))

@@ -24,12 +24,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ps/base.h"
+#include "ps/checkpoint.h"
 #include "ps/internal/customer.h"
 #include "ps/internal/env.h"
 #include "ps/internal/transport.h"
@@ -152,6 +154,13 @@ class Postoffice {
   // Thread-safe.
   void ExpectCopies(int app_id);
   void CopiesDone(int app_id);
+  // PS_CHECKPOINT_DIR, PS_CHECKPOINT_EVERY, PS_CHECKPOINT_KEEP, PS_JOB_ID (ps/checkpoint.h);
+  // the defaults if the configuration does not parse (TryStart says why).
+  CheckpointConfig checkpoint_config();
+  // The checkpoint this node resumes from (ps/checkpoint.h): the latest usable one in
+  // PS_CHECKPOINT_DIR, looked for once, by the first Start of a server or worker or by the
+  // first call. Fails when the folder holds checkpoints and none can be used.
+  Status ResumeCheckpoint(std::optional<CheckpointInfo>* out);
   Van* van() const { return van_.get(); }
   Environment* env() const { return env_; }
   // OK while node "id" can answer, else why not (it died, or the job was ended).
@@ -164,6 +173,8 @@ class Postoffice {
  private:
   Postoffice();  // the default node
   Status ParseConfigLocked();
+  // Looks for the checkpoint to resume from, once. REQUIRES: start_mu_ held, config parsed.
+  Status FindResumeLocked();
   void OnData(Message&& msg);
   void OnNodeFailed(const Node& node, const Status& why);
   void OnJobEnd(const Status& why);
@@ -206,6 +217,10 @@ class Postoffice {
   TransportFactory transport_factory_;
   int metrics_port_ = -1;                    // PS_METRICS_PORT; -1: off
   std::unique_ptr<MetricsExposer> metrics_;  // while the van runs, with PS_METRICS_PORT
+  CheckpointConfig checkpoint_;
+  bool resume_found_ = false;  // resume_ and resume_status_ are set
+  Status resume_status_;
+  std::optional<CheckpointInfo> resume_;
 
   // Protected by sources_mu_, which a scrape takes (never start_mu_: Start and Finalize stop
   // the exposer, waiting for scrapes, while they hold start_mu_).
