@@ -254,6 +254,8 @@ class KVServer : public SimpleApp {
   std::vector<FilterStats> filter_stats() const { return filters_->stats(); }
 
  private:
+  struct Outgoing;  // a copy going out to a replacement (below)
+
   Message Answer(const KVMeta& req) const {
     Message msg;
     msg.meta.app_id = app_id_;
@@ -317,6 +319,7 @@ class KVServer : public SimpleApp {
         const int next = chains.Successor(s, me);
         if (next < 0 || !chains.syncing(next) || chains.syncing(me)) {
           offered_.erase(s);  // a syncing server copies once it holds the range itself
+          outgoing_.erase(s);
           continue;
         }
         const int id = Postoffice::ServerRankToID(next);
@@ -356,15 +359,29 @@ class KVServer : public SimpleApp {
                  << ": its request handle has no Snapshot and Restore (set_state_handles)";
       return;
     }
-    const auto start = std::chrono::steady_clock::now();
-    KVPairs<Val> state = SnapshotState(postoffice_->GetServerKeyRanges()[slice]);
-    const SArray<int> seen(replica_->CopySeen(slice));
-    // In pieces, so that the job's other messages (and their encryption) interleave with it.
+    Outgoing out;
+    out.to = to;
+    out.start = std::chrono::steady_clock::now();
+    out.state = SnapshotState(postoffice_->GetServerKeyRanges()[slice]);
+    out.seen = SArray<int>(replica_->CopySeen(slice));
+    // In pieces, a few at a time (the replacement acknowledges each as it arrives): the chain's
+    // messages to the replacement, which go on the same connection, never wait behind more than
+    // kCopyWindow pieces.
+    const size_t n = out.state.keys.size();
+    out.pieces = std::max<size_t>(1, (n + kCopyChunkKeys - 1) / kCopyChunkKeys);
+    std::lock_guard<std::mutex> lk(copy_mu_);
+    Outgoing& o = outgoing_[slice] = std::move(out);
+    SendPiecesLocked(slice, &o, kCopyWindow);
+  }
+
+  // Sends pieces of outgoing copy "o" (of range "slice") until "upto" were sent, and forgets it
+  // once all were. REQUIRES: copy_mu_.
+  void SendPiecesLocked(int slice, Outgoing* o, size_t upto) {
+    const KVPairs<Val>& state = o->state;
     const size_t n = state.keys.size();
-    const size_t chunks = std::max<size_t>(1, (n + kCopyChunkKeys - 1) / kCopyChunkKeys);
     const size_t width = n && state.lens.empty() ? state.vals.size() / n : 0;
-    size_t bytes = 0, val_at = 0;
-    for (size_t c = 0; c < chunks; ++c) {
+    for (; o->sent < std::min(upto, o->pieces); ++o->sent) {
+      const size_t c = o->sent;
       const size_t a = std::min(n, c * kCopyChunkKeys), b = std::min(n, a + kCopyChunkKeys);
       size_t nv = (b - a) * width;
       if (!state.lens.empty()) {
@@ -378,25 +395,54 @@ class KVServer : public SimpleApp {
       copy.meta.push = true;
       copy.meta.chain = Meta::kCopy;
       copy.meta.slice = slice;
-      copy.meta.head = static_cast<int>(chunks);
+      copy.meta.head = static_cast<int>(o->pieces);
       copy.meta.timestamp = static_cast<int>(c);
-      copy.meta.recver = to;
+      copy.meta.recver = o->to;
       copy.AddData(state.keys.segment(a, b));
-      copy.AddData(state.vals.segment(val_at, val_at + nv));
+      copy.AddData(state.vals.segment(o->val_at, o->val_at + nv));
       copy.AddData(state.lens.empty() ? SArray<int>() : state.lens.segment(a, b));
-      copy.AddData(c == 0 ? seen : SArray<int>());
-      val_at += nv;
-      bytes += copy.data_bytes();
-      van->Send(copy);
+      copy.AddData(c == 0 ? o->seen : SArray<int>());
+      o->val_at += nv;
+      o->bytes += copy.data_bytes();
+      postoffice_->van()->Send(copy);
     }
+    if (o->sent < o->pieces) return;
     LOG(INFO) << "KVServer app " << app_id_ << " copied key range " << slice << " (" << n
-              << " keys, " << (bytes >> 10) << " KB) to " << van->NodeName(to) << " in "
-              << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+              << " keys, " << (o->bytes >> 10) << " KB) to " << postoffice_->van()->NodeName(o->to)
+              << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - o->start).count()
               << " s";
+    outgoing_.erase(slice);
   }
 
-  // Keys per message of a copy.
+  // The replacement took piece "msg.meta.timestamp" of the copy of range "msg.meta.slice": the
+  // next ones go out.
+  void OnPieceAck(const Message& msg) {
+    std::lock_guard<std::mutex> lk(copy_mu_);
+    auto it = outgoing_.find(msg.meta.slice);
+    if (it == outgoing_.end() || it->second.to != msg.meta.sender || msg.meta.timestamp < 0) {
+      return;  // done, or for a copy given up
+    }
+    SendPiecesLocked(msg.meta.slice, &it->second,
+                     static_cast<size_t>(msg.meta.timestamp) + 1 + kCopyWindow);
+  }
+
+  // On a replacement: tells the sender of copy piece "piece" that it arrived.
+  void AckPiece(const Message& piece) {
+    Message ack;
+    ack.meta.app_id = app_id_;
+    ack.meta.customer_id = app_id_;
+    ack.meta.request = true;
+    ack.meta.chain = Meta::kCopy;
+    ack.meta.slice = piece.meta.slice;
+    ack.meta.timestamp = piece.meta.timestamp;
+    ack.meta.recver = piece.meta.sender;
+    postoffice_->van()->Send(ack);
+  }
+
+  // Keys per message of a copy, and pieces in flight.
   static constexpr size_t kCopyChunkKeys = 1 << 16;
+  static constexpr size_t kCopyWindow = 2;
 
   // On the server's thread of a replacement: takes the copy of a key range, then applies what
   // the chain sent meanwhile (what the copy holds already is recognised and not applied again).
@@ -491,16 +537,33 @@ class KVServer : public SimpleApp {
     }
   }
 
-  // Keeps chain message "msg" for when its range's copy is in, if it waits for it: on a
-  // replacement that does not hold the range yet. Nothing waits for its acknowledgement
-  // meanwhile (the predecessor does not count a syncing server; see ReplicaChain).
+  // Whether chain message "msg" waits for the copy of its key range: on a replacement that
+  // does not hold the range yet. REQUIRES: copy_mu_.
+  bool WaitsForCopyLocked(const Message& msg) const {
+    return (msg.meta.chain == Meta::kForward || msg.meta.chain == Meta::kUpdate) &&
+           postoffice_->is_recovery() && !copied_all_ && !copied_.count(msg.meta.slice);
+  }
+  // Keeps "msg" for when its range's copy is in, if it waits for it (on the server's thread).
+  // It was acknowledged when it was received (AckIfWaits); one that came another way (kept
+  // for the app before it existed) is acknowledged now too.
   bool HoldForCopy(const Message& msg) {
-    if (msg.meta.chain != Meta::kForward && msg.meta.chain != Meta::kUpdate) return false;
-    if (!postoffice_->is_recovery()) return false;
     std::lock_guard<std::mutex> lk(copy_mu_);
-    if (copied_all_ || copied_.count(msg.meta.slice)) return false;
+    if (!WaitsForCopyLocked(msg)) return false;
     held_[msg.meta.slice].push_back(msg);
+    replica_->AckHeld(msg);  // a second acknowledgement is ignored
     return true;
+  }
+  // On the receiving thread, as a request arrives: a chain message that will wait for its
+  // range's copy is acknowledged at once (ReplicaChain::AckHeld), not behind the copy's pieces
+  // in the server's queue.
+  void AckIfWaits(const Message& msg) {
+    if (!postoffice_->is_recovery()) return;  // the common case: no lock per request
+    if (msg.meta.chain == Meta::kCopy && !msg.data.empty()) return AckPiece(msg);
+    {
+      std::lock_guard<std::mutex> lk(copy_mu_);
+      if (!WaitsForCopyLocked(msg)) return;
+    }
+    replica_->AckHeld(msg);
   }
 
   // A replicated update from the predecessor: applied through the update handle.
@@ -725,10 +788,13 @@ class KVServer : public SimpleApp {
     const Message* mp = &in;
     if (replica_ && in.meta.chain == Meta::kAck) return replica_->OnAck(in);
     if (replica_ && in.meta.chain == Meta::kCopy) {
-      // An order from this server itself (OfferCopies), or a copy from a predecessor.
+      // An order from this server itself (OfferCopies), the acknowledgement of a piece, or a
+      // piece of a copy from a predecessor.
       if (in.data.empty() && in.meta.sender == postoffice_->van()->my_node().id) {
         return SendCopy(in.meta.slice, in.meta.origin);
       }
+      if (in.data.empty()) return OnPieceAck(in);
+      AckPiece(in);  // again: one that waited for the app was not acknowledged on arrival
       return ReceiveCopy(in);
     }
     if (replica_ && HoldForCopy(in)) return;
@@ -798,7 +864,11 @@ class KVServer : public SimpleApp {
   bool MayRunHere(const Message& msg) {
     // Replicated requests wait on the chain (and an update may wait for its handle): they
     // stay on the server's thread.
-    if (replica_ || msg.meta.simple_app || !msg.meta.filters.empty()) return false;
+    if (replica_) {
+      AckIfWaits(msg);
+      return false;
+    }
+    if (msg.meta.simple_app || !msg.meta.filters.empty()) return false;
     if (!resumed_) {
       // Nothing to load (known since Start: no I/O here) means no wait for the server's thread.
       std::optional<CheckpointInfo> info;
@@ -836,6 +906,14 @@ class KVServer : public SimpleApp {
     int received = 0;  // pieces taken so far
   };
   std::map<int, Pieces> pieces_;  // range -> the copy coming in
+  struct Outgoing {
+    int to = 0;  // the replacement
+    std::chrono::steady_clock::time_point start;
+    KVPairs<Val> state;  // the snapshot
+    SArray<int> seen;    // its exactly-once records
+    size_t pieces = 0, sent = 0, val_at = 0, bytes = 0;
+  };
+  std::map<int, Outgoing> outgoing_;  // range -> the copy going out
   bool never_blocks_ = false;
   std::atomic<bool> updates_{false};  // update_handle_ is set
   // The checkpoint to resume from, if any, is loaded (set once, on the customer thread).

@@ -42,12 +42,10 @@ void ReplicaChain::MarkSeenLocked(const Id& id) {
   }
 }
 
-int ReplicaChain::Successor(int slice, bool* syncing) const {
+int ReplicaChain::Successor(int slice) const {
   Van* van = postoffice_->van();
   if (!van) return 0;
-  const ServerChains chains = van->chains();
-  int next = chains.Successor(slice, postoffice_->my_rank());
-  if (syncing) *syncing = chains.syncing(next);
+  int next = van->chains().Successor(slice, postoffice_->my_rank());
   return next < 0 ? 0 : Postoffice::ServerRankToID(next);
 }
 
@@ -155,21 +153,19 @@ bool ReplicaChain::OnAnswer(const KVMeta& req, Message* answer, bool updates) {
 }
 
 void ReplicaChain::ForwardLocked(const Id& id, Entry* e) {
-  bool syncing = false;
-  const int next = Successor(id.slice, &syncing);
-  if (next != 0) {
-    Message f = e->request;
-    if (f.meta.chain != Meta::kUpdate) f.meta.chain = Meta::kForward;
-    f.meta.origin = id.origin;
-    f.meta.request = true;
-    f.meta.recver = next;
-    e->sent_to = next;
-    if (Van* van = postoffice_->van()) van->Send(f);
+  const int next = Successor(id.slice);
+  if (next == 0) {
+    // The tail: the chain holds it.
+    DeliverLocked(pending_.find(id));
+    return;
   }
-  // The tail, or the last server before a replacement that syncs: the chain holds it. A
-  // syncing replacement is not counted as a replica yet, so nothing waits for it (it may be
-  // taking a copy of the range, which comes first on that connection).
-  if (next == 0 || syncing) DeliverLocked(pending_.find(id));
+  Message f = e->request;
+  if (f.meta.chain != Meta::kUpdate) f.meta.chain = Meta::kForward;
+  f.meta.origin = id.origin;
+  f.meta.request = true;
+  f.meta.recver = next;
+  e->sent_to = next;
+  if (Van* van = postoffice_->van()) van->Send(f);
 }
 
 void ReplicaChain::DeliverLocked(std::map<Id, Entry>::iterator it) {
@@ -308,6 +304,14 @@ std::vector<int> ReplicaChain::CopySeen(int slice) const {
   // This server's own updates: the copy holds every one made so far.
   if (!own && next_update_ > 0) add(me, -2 - slice, next_update_, {});
   return out;
+}
+
+void ReplicaChain::AckHeld(const Message& msg) {
+  const Meta& m = msg.meta;
+  const Id id = m.chain == Meta::kUpdate ? Id{m.origin, kUpdateCustomer, m.timestamp, m.slice}
+                                         : IdOf(m, m.origin);
+  std::lock_guard<std::mutex> lk(mu_);
+  SendAck(m.sender, id, m);
 }
 
 Status ReplicaChain::LoadSeen(int slice, const std::vector<int>& seen) {

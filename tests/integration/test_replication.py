@@ -124,7 +124,10 @@ class ReplicationTest(unittest.TestCase):
         self.assertNotIn(f"round {rounds - 1}\n", worker.stdout(), "too late: " + job.report())
         os.killpg(second.proc.pid, signal.SIGKILL)
         survivors = [n for n in job.nodes if n not in (victim, second)]
-        job.wait(timeout=120, nodes=survivors)
+        try:
+            job.wait(timeout=120, nodes=survivors)
+        except subprocess.TimeoutExpired:
+            self.fail("the job did not end:\n" + job.report())
         with self.subTest(first=first, round=r, seed=SEED):
             self.assert_exact(job, survivors)
             self.assertIn("every key range is on 2 servers again", scheduler.stderr(),

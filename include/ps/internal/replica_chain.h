@@ -76,6 +76,12 @@ class ReplicaChain {
   // handle has not answered yet is not in the state, and is left out); LoadSeen adds them here,
   // and fails, changing nothing, on a malformed list.
   std::vector<int> CopySeen(int slice) const;
+  // A forwarded request or update (Meta::kForward, kUpdate) that a replacement keeps until it
+  // holds its range: acknowledged to the predecessor at once. The configuration does not count a
+  // syncing server as a replica, so its acknowledgement adds nothing the chain relies on, and the
+  // workers' answers need not wait for the copy. It is applied (and acknowledged again, which
+  // the predecessor ignores) once the copy is in.
+  void AckHeld(const Message& msg);
   Status LoadSeen(int slice, const std::vector<int>& seen);
 
   // Requests recorded as applied, and requests waiting for the chain (bookkeeping bounds).
@@ -117,9 +123,7 @@ class ReplicaChain {
   void SendAck(int to, const Id& id, const Meta& like);
   // The key of "id" in seen_: the worker's customer, or the key range of an update.
   static std::pair<int, int> SeenKey(const Id& id);
-  // The node id after this server in the chain of "slice", or 0 at the tail; "syncing" (if
-  // given) says whether it is a replacement that syncs.
-  int Successor(int slice, bool* syncing = nullptr) const;
+  int Successor(int slice) const;
 
   Postoffice* const postoffice_;
 
