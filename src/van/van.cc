@@ -685,6 +685,13 @@ bool Van::ReplaceServer(const Node& node, const std::string& token, std::string*
   if (!book_->Replace(node, id, &registered, &again, why)) return false;
   if (again) return true;  // counted; its node list went out with its first customer
   const int rank = Postoffice::IDtoRank(id);
+  // The old incarnation's connection goes and the new one is watched like any node's, before
+  // the configuration names it (see ProcessReplacement).
+  disconnected_.erase(id);
+  last_seen_[id] = Clock::now();
+  transport_->Forget(id);
+  transport_->SetAddress(id, registered.hostname, registered.port, true,
+                         PeerGuard::SchedulerRoutingId(token));
   Control list;
   list.cmd = Control::ADD_NODE;
   list.recovery = true;
@@ -701,12 +708,6 @@ bool Van::ReplaceServer(const Node& node, const std::string& token, std::string*
     cv_.notify_all();
   }
   ++replacements_;
-  disconnected_.erase(id);
-  last_seen_[id] = Clock::now();
-  // The old incarnation's connection goes; the new one is watched like any node's.
-  transport_->Forget(id);
-  transport_->SetAddress(id, registered.hostname, registered.port, true,
-                         PeerGuard::SchedulerRoutingId(token));
   Control joined;
   joined.cmd = Control::REPLACE_NODE;
   joined.node.push_back(registered);
@@ -767,6 +768,12 @@ void Van::ProcessReplacement(const Control& ctl) {
                        ctl.epoch > epoch_.load();
     if (!valid) return Drop(DropReason::kBadControl, "unexpected replacement " + ctl.DebugString());
     const Node& n = ctl.node[0];
+    // The new address first: once the configuration names the replacement, another thread
+    // may send to its id at once (a forward down the chain), and that must not reach the old
+    // incarnation's socket, where it would be lost with the chain waiting for its answer.
+    disconnected_.erase(n.id);
+    transport_->Forget(n.id);
+    transport_->SetAddress(n.id, n.hostname, n.port, false);
     {
       std::lock_guard<std::mutex> lk(mu_);
       nodes_[n.id] = n;
@@ -776,9 +783,6 @@ void Van::ProcessReplacement(const Control& ctl) {
       cv_.notify_all();
     }
     ++replacements_;
-    disconnected_.erase(n.id);
-    transport_->Forget(n.id);
-    transport_->SetAddress(n.id, n.hostname, n.port, false);
     if (options_.verbose >= 1) {
       LOG(INFO) << NodeName(n.id) << " replaces a dead server (epoch " << ctl.epoch << ")";
     }

@@ -74,6 +74,12 @@ class FaultInjectingTransport : public Transport {
   void Isolate(bool on) { isolated_ = on; }
   // Sends to node "id" fail from now on (0: none).
   void FailSendsTo(int id) { fail_sends_to_ = id; }
+  // Calls "watch(id)" on every peer address set from now on (a replacement taking a dead
+  // node's id), before the real transport gets it, on the thread that sets it.
+  void WatchAddressChanges(std::function<void(int id)> watch) {
+    std::lock_guard<std::mutex> lk(mu_);
+    address_watch_ = std::make_shared<std::function<void(int)>>(std::move(watch));
+  }
   // Changes the shares of faults while the job runs.
   void SetOptions(const Options& options) {
     std::lock_guard<std::mutex> lk(mu_);
@@ -92,6 +98,12 @@ class FaultInjectingTransport : public Transport {
   }
   void SetAddress(int id, const std::string& host, int port, bool watch,
                   const std::string& routing_id) override {
+    std::shared_ptr<std::function<void(int)>> hook;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      hook = address_watch_;
+    }
+    if (hook) (*hook)(id);
     inner_->SetAddress(id, host, port, watch, routing_id);
   }
   void Forget(int id) override { inner_->Forget(id); }
@@ -224,6 +236,7 @@ class FaultInjectingTransport : public Transport {
   Options options_;
   std::mt19937_64 rng_;
   Counts counts_;
+  std::shared_ptr<std::function<void(int)>> address_watch_;
 
   // The receiving thread's.
   std::deque<Received> ready_;                     // due now, in order
