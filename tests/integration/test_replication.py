@@ -150,6 +150,23 @@ class ReplicationTest(unittest.TestCase):
         self.replace_then_kill_another("--keys", "210000", "--in-flight", "2", rounds=600,
                                        round_ms=0)
 
+    def test_frozen_server_back_after_its_replacement_synced_changes_nothing(self):
+        job = self.job(3, 3, 2, "--rounds", "3000", "--round-ms", "2")
+        rank = self.rng.randrange(3)
+        victim = self.server_of_rank(job, rank)
+        scheduler = job.role("scheduler")[0]
+        self.at_random_round(job, 200)
+        os.killpg(victim.proc.pid, signal.SIGSTOP)
+        # Started at once: it waits as a spare until the frozen server is declared dead.
+        replacement = job.add("server")
+        self.wait_for_log(scheduler, "every key range is on 2 servers again", 60, job)
+        # Back: whatever it sends comes on a connection that no longer holds its node's id.
+        os.killpg(victim.proc.pid, signal.SIGCONT)
+        self.wait_job(job, 120)
+        self.assertNotEqual(victim.proc.returncode, 0, job.report())
+        self.assertIn(f"server rank {rank}", replacement.stdout(), job.report())
+        self.assert_exact(job, [n for n in job.nodes if n is not victim])
+
     def test_launcher_restarts_failed_servers_and_the_job_survives_two_deaths(self):
         """launch.py --restart-failed-servers: a killed server is started again and takes its
         place; then another dies, which without the restored factor would lose a range."""
