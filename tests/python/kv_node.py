@@ -3,7 +3,8 @@ comes from DMLC_ROLE. The first argument picks what workers (and servers) do (WO
 SERVER_HANDLES). Workers print one JSON line with what they saw; the tests check it.
 
 Environment: TEST_DTYPE (float32, float64), TEST_HANDLE (a key of SERVER_HANDLES or a built-in
-handle name), TEST_DIR (a folder for flag files).
+handle name), TEST_DIR (a folder for flag files), TEST_CONSISTENCY (the workers'
+set_consistency), TEST_FILTERS (set_filters of workers and servers).
 """
 import json
 import os
@@ -42,7 +43,7 @@ def sums(kv, n, rounds):
     both = np.zeros(n, dtype=kv.dtype)
     kv.wait(kv.push_pull(keys, np.zeros(n, dtype=kv.dtype), out=both))
     w = sl.num_workers()
-    report(rank=sl.rank(), dtype=str(got.dtype), n=int(got.size),
+    report(rank=sl.rank(), dtype=str(got.dtype), n=int(got.size), consistency=kv.consistency,
            want=rounds * w * (w + 1) // 2, got=sorted(set(got.tolist())),
            into=sorted(set(into.tolist())), push_pull=sorted(set(both.tolist())))
 
@@ -314,10 +315,16 @@ def main():
         else:
             server = sl.KVServer(0, SERVER_HANDLES[handle]() if handle in SERVER_HANDLES
                                  else handle, dtype=dtype)
+            if "TEST_FILTERS" in os.environ:
+                server.set_filters(os.environ["TEST_FILTERS"])
         sl.finalize()
         return
     if sl.is_worker():
         kv = None if mode == "ssp" else sl.KVWorker(0, 0, dtype=dtype)
+        if "TEST_CONSISTENCY" in os.environ:
+            kv.set_consistency(os.environ["TEST_CONSISTENCY"])
+        if "TEST_FILTERS" in os.environ:
+            kv.set_filters(os.environ["TEST_FILTERS"])
         WORKER_MODES[mode](kv, *args)
     sl.finalize()
 

@@ -2,6 +2,7 @@
 tracker/launch.py over loopback. Numbers are checked exactly."""
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -37,6 +38,33 @@ class KVTest(unittest.TestCase):
         for r in got:
             self.assertEqual(r["dtype"], "float64")
             self.assertEqual((r["got"], r["into"], r["push_pull"]), ([9], [9], [9]), out)
+
+    def test_bounded_consistency_and_filters_keep_sums_exact_on_two_servers(self):
+        # Five back-to-back pushes under bounded:2: a call beyond the bound is held back (it
+        # blocks without the GIL). key_cache and zstd on workers and servers, both ways. The
+        # library's PS_VERBOSE lines at finalize say what each applied.
+        got, out = self.job(2, 2, "sums", 100000, 5, TEST_CONSISTENCY="bounded:2",
+                            TEST_FILTERS="key_cache,zstd", PS_VERBOSE=1)
+        for r in got:
+            self.assertEqual(r["consistency"], "bounded:2", out)
+            self.assertEqual(r["want"], 15)
+            self.assertEqual((r["got"], r["into"], r["push_pull"]), ([15], [15], [15]), out)
+        in_flight = re.findall(r"consistency bounded:2, \d+ requests, at most (\d+) in flight",
+                               out)
+        self.assertEqual(len(in_flight), 2, out)
+        self.assertTrue(all(1 <= int(n) <= 3 for n in in_flight), in_flight)
+        for node in ("worker 0: KVWorker", "worker 1: KVWorker", "server 0: KVServer",
+                     "server 1: KVServer"):
+            for f in ("key_cache", "zstd"):
+                lines = re.findall(node + r" app 0(?: customer 0)?: filter " + f +
+                                   r": encoded \d+ messages", out)
+                self.assertEqual(len(lines), 1, (node, f, out))
+        # Requests shrink on the way out (keys cached, values compressed); answers compress.
+        for f in ("key_cache", "zstd"):
+            self.assertRegex(out, r"KVWorker app 0 customer 0: filter " + f +
+                             r": encoded \d+ messages \([1-9]\d* changed\)")
+        self.assertRegex(out, r"KVServer app 0: filter zstd: encoded \d+ messages \([1-9]\d* "
+                              r"changed\)")
 
     def test_sync_handle_on_two_servers_sums_each_round_of_every_worker(self):
         got, out = self.job(2, 2, "sync_rounds", 1000, 4, TEST_HANDLE="sync")
