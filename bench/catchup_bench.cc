@@ -38,27 +38,13 @@
 
 namespace {
 
+using ps::test::Exists;
+using ps::test::GetEnv;
 using ps::test::IntFlag;
+using ps::test::Median;
+using ps::test::Now;
 using ps::test::SpawnSelf;
 using Clock = std::chrono::steady_clock;
-
-double Now() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
 
 // Writes "text" to "path" whole: readers see the file only once it is complete.
 void Publish(const std::string& path, const std::string& text) {
@@ -171,12 +157,12 @@ int Server(const std::string& dir) {
 }
 
 int Node() {
-  const std::string dir = Env("BENCH_OUT");
+  const std::string dir = GetEnv("BENCH_OUT");
   ps::Start(0);
   int status = 0;
   if (ps::IsServer()) return Server(dir);
   if (ps::IsWorker()) {
-    status = Worker(dir, std::strtoull(Env("BENCH_KEYS").c_str(), nullptr, 10));
+    status = Worker(dir, std::strtoull(GetEnv("BENCH_KEYS").c_str(), nullptr, 10));
   }
   ps::Finalize(0, true);
   return status;

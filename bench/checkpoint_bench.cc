@@ -34,15 +34,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using ps::test::IntFlag;
+using ps::test::Median;
 using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 [[noreturn]] void Fail(const std::string& what) {

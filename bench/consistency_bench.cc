@@ -32,13 +32,12 @@
 namespace {
 
 using ps::test::IntFlag;
+using ps::test::Now;
 using Seconds = std::chrono::duration<double>;
 
 const std::vector<std::string> kModels = {"sequential", "bounded:1", "bounded:2",
                                           "bounded:4",  "bounded:8", "eventual"};
 constexpr int kFigures = 3;  // per worker and model: requests/s, held-back share, max in flight
-
-double Now() { return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // One worker's figures for "model".
 std::vector<double> RunModel(ps::KVWorker<float>* kv, const std::string& model, int requests,

@@ -33,6 +33,7 @@
 namespace {
 
 using ps::test::IntFlag;
+using ps::test::Now;
 using ps::test::SpawnSelf;
 
 using Seconds = std::chrono::duration<double>;
@@ -59,8 +60,6 @@ const std::vector<Case> kCases = {
     {"kkt", "", true},
     {"kkt+key_cache,fixed:8,zstd", "key_cache,fixed:8,zstd", true},
 };
-
-double Now() { return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // XXH3-128 over 8 MB of keys: the key cache hashes every key list it sends.
 void TimeHash() {

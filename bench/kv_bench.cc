@@ -52,6 +52,7 @@
 namespace {
 
 using ps::test::IntFlag;
+using ps::test::Median;
 using ps::test::SpawnSelf;
 
 using Seconds = std::chrono::duration<double>;
@@ -68,11 +69,6 @@ double Best(int reps, const std::function<void()>& fn) {
   double best = 1e9;
   for (int i = 0; i < reps; ++i) best = std::min(best, Time(fn));
   return best;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 void NoFree(void*, void*) {}

@@ -26,12 +26,8 @@
 
 namespace {
 
+using ps::test::Exists;
 using ps::test::IntFlag;
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
 
 std::string Run(const std::string& cmd) { return ps::test::RunOrExit("lr_consistency", cmd); }
 

@@ -30,6 +30,8 @@
 
 namespace {
 
+using ps::test::Median;
+
 using Seconds = std::chrono::duration<double>;
 constexpr int kIssued = 1000;  // one-key pushes per timing of the call cost
 
@@ -42,11 +44,6 @@ double Best(int reps, const std::function<void()>& fn) {
     best = std::min(best, Seconds(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // The root of the checkout this program was built in (where tracker/launch.py is); sets

@@ -39,30 +39,16 @@
 
 namespace {
 
+using ps::test::Exists;
+using ps::test::GetEnv;
 using ps::test::IntFlag;
+using ps::test::Median;
+using ps::test::Now;
 using ps::test::SpawnSelf;
 using Clock = std::chrono::steady_clock;
 
-double Now() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-std::string Env(const char* name, const std::string& def = "") {
-  const char* v = std::getenv(name);
-  return v ? v : def;
-}
-
 void Append(const std::string& path, const std::string& line) {
   std::ofstream(path, std::ios::app) << line << "\n";
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
 }
 
 // Keys spread evenly over the key space: every server's range gets n / servers of them.
@@ -78,7 +64,7 @@ ps::SArray<ps::Key> SpreadKeys(int n) {
 int ThroughputWorker(const std::string& out, int max_keys) {
   ps::KVWorker<float> kv(0, 0);
   ps::Postoffice::Get()->Barrier(0, ps::kServerGroup + ps::kWorkerGroup);
-  const std::string k = Env("PS_REPLICATION", "1");
+  const std::string k = GetEnv("PS_REPLICATION", "1");
   for (int n : {1000, 100000, 1000000}) {
     if (n > max_keys) continue;
     ps::SArray<ps::Key> keys = SpreadKeys(n);
@@ -122,7 +108,7 @@ int SyncWorker(const std::string& out) {
   }
   if (ps::MyRank() == 0) {
     std::ostringstream line;
-    line << "{\"case\": \"sync\", \"mode\": \"" << Env("BENCH_SYNC_MODE")
+    line << "{\"case\": \"sync\", \"mode\": \"" << GetEnv("BENCH_SYNC_MODE")
          << "\", \"ms\": " << Median(times) * 1e3 << "}";
     Append(out, line.str());
   }
@@ -157,7 +143,7 @@ int FailoverWorker(const std::string& dir) {
     }
   }
   std::ostringstream line;
-  line << "{\"case\": \"failover\", \"how\": \"" << Env("BENCH_KILL")
+  line << "{\"case\": \"failover\", \"how\": \"" << GetEnv("BENCH_KILL")
        << "\", \"seconds\": " << (killed > 0 && first > 0 ? first - killed : -1) << "}";
   Append(dir + "/results", line.str());
   Append(dir + "/finished", "1");
@@ -168,7 +154,7 @@ int Server(const std::string& mode, const std::string& dir) {
   ps::KVServer<float> server(0);
   if (mode == "sync") {
     ps::KVServerSyncHandle<float> sync;
-    if (Env("BENCH_SYNC_MODE") == "replay") {
+    if (GetEnv("BENCH_SYNC_MODE") == "replay") {
       // A lambda has no ReplicaUpdate: every push is replicated, not the round's sum.
       server.set_request_handle([sync](const ps::KVMeta& m, const ps::KVPairs<float>& d,
                                        ps::KVServer<float>* s) mutable { sync(m, d, s); });
@@ -190,13 +176,13 @@ int Server(const std::string& mode, const std::string& dir) {
 }
 
 int Node() {
-  const std::string mode = Env("BENCH_MODE"), out = Env("BENCH_OUT");
+  const std::string mode = GetEnv("BENCH_MODE"), out = GetEnv("BENCH_OUT");
   ps::Start(0);
   int status = 0;
   if (ps::IsServer()) return Server(mode, mode == "failover" ? out : "");
   if (ps::IsWorker()) {
     if (mode == "throughput")
-      status = ThroughputWorker(out, std::atoi(Env("BENCH_MAX_KEYS").c_str()));
+      status = ThroughputWorker(out, std::atoi(GetEnv("BENCH_MAX_KEYS").c_str()));
     if (mode == "sync") status = SyncWorker(out);
     if (mode == "failover") status = FailoverWorker(out);
   }

@@ -58,6 +58,8 @@ using ps::KVPairs;
 using ps::KVServer;
 using ps::SArray;
 using ps::test::IntFlag;
+using ps::test::Median;
+using ps::test::Now;
 
 using Seconds = std::chrono::duration<double>;
 const int kAll = ps::kServerGroup + ps::kWorkerGroup;
@@ -65,13 +67,6 @@ const int kAll = ps::kServerGroup + ps::kWorkerGroup;
 const int kCases = 4;
 const int kStoreApp = 10;
 const int kLegacyApp = 20;
-
-double Now() { return Seconds(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 SArray<Key> RandomKeys(std::mt19937_64* rng, size_t n) {
   std::vector<Key> keys;

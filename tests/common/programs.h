@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +25,29 @@ extern char** environ;
 
 namespace ps {
 namespace test {
+
+// Seconds on the steady clock, for timing.
+inline double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The median of "v" (the upper one of an even count); 0 for none (callers print the count).
+inline double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Environment variable "name", or "def" when it is not set.
+inline std::string GetEnv(const char* name, const std::string& def = "") {
+  const char* v = std::getenv(name);
+  return v ? v : def;
+}
+
+inline bool Exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
 
 // The integer after "name" in argv, or "def" when it is not given.
 inline int IntFlag(int argc, char** argv, const char* name, int def) {
