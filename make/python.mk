@@ -23,11 +23,11 @@ $(PY_OBJS): CXXFLAGS += $(PY_INCLUDES) -fvisibility=hidden
 # The extension links the static library: it needs nothing of this checkout at run time.
 $(PY_MODULE): $(PY_OBJS) $(BUILD)/libps.a
 	@mkdir -p $(PY_PKG)
-	$(CXX) -shared -o $@ $(PY_OBJS) $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
+	$(call say,LD,$@)$(CXX) -shared -o $@ $(PY_OBJS) $(BUILD)/libps.a $(LDFLAGS) $(DEP_LIBS)
 
 $(PY_PKG)/__init__.py: src/python/slackline/__init__.py
 	@mkdir -p $(PY_PKG)
-	cp $< $@
+	$(call say,CP,$@)cp $< $@
 
 test: python
 

@@ -130,7 +130,8 @@ class FilterChain::Table {
 };
 
 FilterChain::FilterChain(Postoffice* postoffice, std::string app)
-    : env_(postoffice->env()),
+    : postoffice_(postoffice),
+      env_(postoffice->env()),
       app_(std::move(app)),
       table_(std::make_shared<Table>()),
       stages_(std::make_shared<const std::vector<Stage>>()) {
@@ -139,7 +140,7 @@ FilterChain::FilterChain(Postoffice* postoffice, std::string app)
     if (!s.ok())
       status_ = Status::InvalidArgument(std::string("PS_FILTERS=") + spec + ": " + s.message());
   }
-  postoffice->AddMetricsSource([table = table_, app = app_](auto* out) {
+  metrics_source_ = postoffice->AddMetricsSource([table = table_, app = app_](auto* out) {
     for (const FilterStats& s : table->Snapshot()) {
       const std::vector<std::pair<std::string, std::string>> l = {{"app", app}, {"filter", s.name}};
       auto add = [&](const char* name, const char* help, uint64_t v, const char* dir) {
@@ -170,7 +171,7 @@ FilterChain::FilterChain(Postoffice* postoffice, std::string app)
   }
 }
 
-FilterChain::~FilterChain() = default;
+FilterChain::~FilterChain() { postoffice_->RemoveMetricsSource(metrics_source_); }
 
 Status FilterChain::Parse(const std::string& spec, const Environment& env,
                           std::vector<std::pair<std::string, std::string>>* filters) {

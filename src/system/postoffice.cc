@@ -273,14 +273,22 @@ std::string Postoffice::MetricsUrl() const {
   return "http://" + van_->my_node().hostname + ":" + std::to_string(metrics_->port()) + "/metrics";
 }
 
-void Postoffice::AddMetricsSource(const MetricsSource& source) {
+int Postoffice::AddMetricsSource(const MetricsSource& source) {
   std::lock_guard<std::mutex> lk(sources_mu_);
-  metrics_sources_.push_back(source);
+  metrics_sources_[next_source_id_] = source;
+  return next_source_id_++;
+}
+
+void Postoffice::RemoveMetricsSource(int id) {
+  std::lock_guard<std::mutex> lk(sources_mu_);
+  metrics_sources_.erase(id);
 }
 
 std::vector<Postoffice::MetricsSource> Postoffice::metrics_sources() const {
   std::lock_guard<std::mutex> lk(sources_mu_);
-  return metrics_sources_;
+  std::vector<MetricsSource> sources;
+  for (const auto& [id, source] : metrics_sources_) sources.push_back(source);
+  return sources;
 }
 
 void Postoffice::ForEachCustomer(const std::function<void(Customer*)>& fn) const {

@@ -60,7 +60,7 @@ class SSPTableGroup::Impl {
       client_.reset(new SSPClient(app_id, tables_, options, postoffice_, counters_));
     }
     if (server_ || client_) {
-      postoffice_->AddMetricsSource([counters = counters_, app_id](auto* out) {
+      metrics_source_ = postoffice_->AddMetricsSource([counters = counters_, app_id](auto* out) {
         const SSPStats s = counters->Snapshot();
         const std::vector<std::pair<std::string, std::string>> l = {
             {"app", std::to_string(app_id)}};
@@ -100,6 +100,7 @@ class SSPTableGroup::Impl {
   }
 
   ~Impl() {
+    if (metrics_source_ >= 0) postoffice_->RemoveMetricsSource(metrics_source_);
     if (client_) client_->Stop();
     customer_.reset();  // joins the receive thread before the server or client goes
   }
@@ -117,6 +118,7 @@ class SSPTableGroup::Impl {
   std::unique_ptr<SSPServer> server_;
   std::unique_ptr<SSPClient> client_;
   std::unique_ptr<Customer> customer_;
+  int metrics_source_ = -1;  // the postoffice's source of the group's figures; -1: none
 };
 
 SSPTableGroup::SSPTableGroup(int app_id, const std::vector<SSPTableConfig>& tables,

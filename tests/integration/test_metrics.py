@@ -46,7 +46,8 @@ def curl(url):
 
 
 def parse(text):
-    """{(name, ((label, value), ...)): value} of a text-format scrape."""
+    """{(name, ((label, value), ...)): value} of a text-format scrape; a series twice is an
+    error (a Prometheus server would drop one of them)."""
     samples = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -55,8 +56,18 @@ def parse(text):
         if not m:
             raise AssertionError(f"not a sample line: {line!r}")
         labels = tuple(sorted(LABEL.findall(m[2] or "")))
+        if (m[1], labels) in samples:
+            raise AssertionError(f"series given twice: {line!r}")
         samples[m[1], labels] = float(m[3])
     return samples
+
+
+def promtool_check(test, text):
+    if not shutil.which("promtool"):
+        test.fail("promtool is missing: make deps installs Debian's prometheus")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    test.assertEqual(p.returncode, 0, p.stdout)
 
 
 def value(samples, name, **labels):
@@ -71,14 +82,15 @@ def value(samples, name, **labels):
 class Launched:
     """tracker/launch.py running metrics_job, its output collected line by line."""
 
-    def __init__(self, servers, workers, tmp, *env):
+    def __init__(self, servers, workers, tmp, *env, job_args=()):
         self.stop_file = os.path.join(tmp, "stop")
         self.release_file = os.path.join(tmp, "release")
         args = [a for e in env for a in ("--env", e)]
         self.proc = subprocess.Popen(
             [sys.executable, LAUNCH, "-s", str(servers), "-n", str(workers), "--timeout",
              str(3 * DEADLINE), *args, "--", METRICS_JOB, "--stop", self.stop_file, "--release",
-             self.release_file], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             self.release_file, *job_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
         self.lines = []
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(s,), daemon=True)
@@ -132,7 +144,9 @@ class MetricsTest(unittest.TestCase):
         self.addCleanup(self.tmp.cleanup)
 
     def test_scraped_while_running_and_equal_to_the_jobs_counters_at_the_end(self):
-        job = Launched(1, 2, self.tmp.name, "PS_METRICS_PORT=0", "PS_FILTERS=key_cache")
+        # Heartbeats every 0.1 s: a few go by while the job runs.
+        job = Launched(1, 2, self.tmp.name, "PS_METRICS_PORT=0", "PS_FILTERS=key_cache",
+                       "PS_HEARTBEAT_INTERVAL=0.1")
         try:
             names = ("scheduler", "server 0", "worker 0", "worker 1")
             urls = wait_until(lambda: len(job.endpoints()) == 4 and job.endpoints(),
@@ -140,20 +154,18 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(sorted(urls), sorted(names), job.output())
 
             # The figures move while the job works.
+            def scraped(name, metric, **labels):
+                return value(parse(curl(urls[name])), metric, **labels)
+
             def requests(name):
-                s = parse(curl(urls[name]))
-                return value(s, "slackline_requests_total", app="0", customer="0")
+                return scraped(name, "slackline_requests_total", app="0", customer="0")
 
             first = wait_until(lambda: requests("worker 0") > 0, "worker 0's first requests")
             wait_until(lambda: requests("worker 0") > first, "more requests")
-            text = curl(urls["worker 0"])
-            if shutil.which("promtool"):
-                p = subprocess.run(["promtool", "check", "metrics"], input=text,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   timeout=30)
-                self.assertEqual(p.returncode, 0, p.stdout)
-            else:
-                self.fail("promtool is missing: make deps installs Debian's prometheus")
+            for rank in range(2):
+                wait_until(lambda: scraped(f"worker {rank}", "slackline_heartbeats_sent_total"),
+                           f"worker {rank}'s first heartbeat")
+            promtool_check(self, curl(urls["worker 0"]))
 
             job.touch(job.stop_file)
             got = wait_until(lambda: len(job.summaries()) == 3 and job.summaries(),
@@ -215,6 +227,80 @@ class MetricsTest(unittest.TestCase):
                 self.assertEqual(got[f"worker {rank}"]["sum"], 1000 * rounds)
             self.assertEqual(value(final["scheduler"], "slackline_node_up", role="scheduler"),
                              1)
+        finally:
+            code = job.finish()
+        self.assertEqual(code, 0, "\n".join(job.output()))
+
+    def test_consistency_and_ssp_figures_equal_the_jobs_own(self):
+        # Sequential: each round's pull is held back while its push is in flight; then every
+        # worker runs 20 clocks of an SSP table (app 1). Before all that, each worker built and
+        # dropped a KVWorker of app 2 twice: no series of theirs is left, none is given twice.
+        clocks = 20
+        job = Launched(1, 2, self.tmp.name, "PS_METRICS_PORT=0", "PS_FILTERS=key_cache",
+                       job_args=("--consistency", "sequential", "--ssp-clocks", str(clocks),
+                                 "--recreate"))
+        try:
+            names = ("scheduler", "server 0", "worker 0", "worker 1")
+            urls = wait_until(lambda: len(job.endpoints()) == 4 and job.endpoints(),
+                              "four metrics endpoints")
+            self.assertEqual(sorted(urls), sorted(names), job.output())
+            wait_until(lambda: value(parse(curl(urls["worker 1"])), "slackline_requests_total",
+                                     app="0", customer="0") > 0, "worker 1's first requests")
+            job.touch(job.stop_file)
+            got = wait_until(lambda: len(job.summaries()) == 3 and job.summaries(),
+                             "the nodes' own counters")
+            texts = {name: curl(urls[name]) for name in names}
+            final = {name: parse(text) for name, text in texts.items()}
+            for text in texts.values():
+                promtool_check(self, text)
+
+            for rank in range(2):
+                name = f"worker {rank}"
+                w, mine = final[name], got[name]
+                kv = dict(app="0", customer="0")
+                c = mine["consistency"]
+                self.assertEqual(c["requests"], 2 * mine["rounds"] + 1)
+                self.assertGreater(c["held_back"], 0, c)
+                for metric, own in (("slackline_requests_total", c["requests"]),
+                                    ("slackline_held_back_total", c["held_back"]),
+                                    ("slackline_deferred_total", c["deferred"]),
+                                    ("slackline_requests_in_flight_max", c["max_in_flight"])):
+                    self.assertEqual(value(w, metric, **kv), own, metric)
+                self.assertAlmostEqual(value(w, "slackline_held_back_seconds_total", **kv),
+                                       c["held_back_seconds"], delta=1e-9)
+
+                ssp, app = mine["ssp"], dict(app="1")
+                self.assertEqual(ssp["reads"], 10 * clocks + 1)
+                self.assertEqual(ssp["clocks"], clocks)
+                self.assertEqual(ssp["cache_hits"] + ssp["blocked_reads"], ssp["reads"])
+                self.assertGreater(ssp["blocked_reads"], 0, ssp)  # a row's first read waits
+                for metric, own in (("slackline_ssp_reads_total", ssp["reads"]),
+                                    ("slackline_ssp_cache_hits_total", ssp["cache_hits"]),
+                                    ("slackline_ssp_blocked_reads_total", ssp["blocked_reads"]),
+                                    ("slackline_ssp_clocks_total", ssp["clocks"]),
+                                    ("slackline_ssp_staleness_count", ssp["reads"])):
+                    self.assertEqual(value(w, metric, **app), own, metric)
+                self.assertAlmostEqual(value(w, "slackline_ssp_cache_hit_rate", **app),
+                                       ssp["cache_hits"] / ssp["reads"], places=12)
+                self.assertAlmostEqual(value(w, "slackline_ssp_blocked_seconds_total", **app),
+                                       ssp["blocked_seconds"], delta=1e-9)
+                # The staleness histogram: bucket d counts the reads d clocks stale (the last
+                # one d or more), cumulative as Prometheus has it.
+                cumulative = 0
+                for d, n in enumerate(ssp["staleness"]):
+                    cumulative += n
+                    le = "+Inf" if d + 1 == len(ssp["staleness"]) else str(d)
+                    self.assertEqual(value(w, "slackline_ssp_staleness_bucket", le=le, **app),
+                                     cumulative, le)
+                self.assertEqual(cumulative, ssp["reads"])
+                # Read at staleness 0 after the last clock: every increment of both workers.
+                self.assertEqual(mine["ssp_sum"], 2 * clocks)
+
+                gone = [k for k in w if ("app", "KVWorker app 2 customer 0") in k[1]]
+                self.assertEqual(gone, [])
+            server = final["server 0"]
+            self.assertEqual(got["server 0"]["ssp"]["global_clock"], clocks)
+            self.assertEqual(value(server, "slackline_ssp_global_clock", app="1"), clocks)
         finally:
             code = job.finish()
         self.assertEqual(code, 0, "\n".join(job.output()))

@@ -1,6 +1,7 @@
 """tracker/launch.py --launcher slurm against a real Slurm: munged, slurmctld and slurmd started
 on this host with a throwaway configuration (slurm_cluster.py), running ps_job (1 server,
-2 workers, exact sums) through srun directly and from an sbatch script.
+2 workers, every request answered) through srun directly and from an sbatch script, and kv_job
+(pushes and pulls, exact sums) through srun.
 
 Run from the repository root: python3 -m unittest discover -s tracker/tests -v
 """
@@ -21,6 +22,7 @@ REPO = HERE.parent.parent
 LAUNCH = REPO / "tracker" / "launch.py"
 BUILD = REPO / os.environ.get("PS_BUILD_DIR", "build")
 PS_JOB = BUILD / "tests" / "integration" / "ps_job"
+KV_JOB = BUILD / "tests" / "integration" / "kv_job"
 JOB_SECONDS = 90
 
 WHY_NOT = slurm_cluster.why_not()
@@ -45,8 +47,9 @@ def check_ps_job(test, out, servers, workers):
 class SlurmLauncherTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(PS_JOB, os.X_OK):
-            raise AssertionError(f"{PS_JOB} is missing: run make first")
+        for program in (PS_JOB, KV_JOB):
+            if not os.access(program, os.X_OK):
+                raise AssertionError(f"{program} is missing: run make first")
         cls.slurm = slurm_cluster.SlurmCluster().__enter__()
 
     @classmethod
@@ -59,7 +62,7 @@ class SlurmLauncherTest(unittest.TestCase):
                            timeout=JOB_SECONDS + 30)
         return p.returncode, p.stdout
 
-    def test_srun_runs_one_server_two_workers_with_exact_sums(self):
+    def test_srun_runs_one_server_two_workers_with_exact_counts(self):
         code, out = self.launch("--launcher", "slurm", "-s", "1", "-n", "2",
                                 "--timeout", str(JOB_SECONDS), "--", str(PS_JOB))
         self.assertEqual(code, 0, out + self.slurm.logs())
@@ -67,6 +70,24 @@ class SlurmLauncherTest(unittest.TestCase):
         # Labels follow the ranks the nodes report.
         for rank in range(2):
             self.assertIn(f"[worker {rank}] worker rank {rank} of 2", out)
+
+    def test_srun_pushes_and_pulls_with_exact_sums_and_prints_metrics_endpoints(self):
+        # kv_job: each worker pushes (i % 13 + 1) (rank + 1) / 4 to key i, 5 times, then pulls:
+        # every sum is 5 (1 + 2) (i % 13 + 1) / 4, exactly.
+        rounds, keys = 5, 20000
+        code, out = self.launch("--launcher", "slurm", "-s", "1", "-n", "2",
+                                "--timeout", str(JOB_SECONDS), "--env", "PS_METRICS_PORT=0",
+                                "--", str(KV_JOB), "--rounds", str(rounds), "--keys", str(keys))
+        self.assertEqual(code, 0, out + self.slurm.logs())
+        total = sum(0.25 * (i % 13 + 1) * rounds * 3 for i in range(keys))
+        for rank in range(2):
+            self.assertIn(f"[worker {rank}] worker {rank}: {keys} sums, 0 wrong, "
+                          f"total {total:.2f}\n", out)
+        # The tasks' reports reach the launcher through srun, which prints each endpoint once.
+        endpoints = re.findall(r"^launch\.py: (.+) metrics at http://\S+:\d+/metrics$", out,
+                               re.M)
+        self.assertEqual(sorted(endpoints), ["scheduler", "server 0", "worker 0", "worker 1"],
+                         out)
 
     def test_roles_come_from_slurm_procid(self):
         code, out = self.launch("--launcher", "slurm", "-s", "2", "-n", "1", "--", "sh", "-c",

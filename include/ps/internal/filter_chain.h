@@ -82,9 +82,11 @@ class FilterChain {
   std::shared_ptr<Filter> DecoderFor(const std::string& name, Counters** counters);
 
   // Constant after construction.
+  Postoffice* const postoffice_;
   const Environment* const env_;
   const std::string app_;
-  const std::shared_ptr<Table> table_;  // counters; shared with the Finalize report
+  const std::shared_ptr<Table> table_;  // counters; shared with the Finalize report and metrics
+  int metrics_source_ = -1;             // the postoffice's source of this chain's figures
 
   // Protected by mu_.
   mutable std::mutex mu_;

@@ -108,11 +108,14 @@ class Postoffice {
     double value = 0;  // histograms: the sum of the observations
     std::vector<std::pair<double, uint64_t>> buckets;
   };
-  // Adds samples to each scrape. A source is called on an exposer thread, concurrently with
-  // everything else, until the node is destroyed: it must be thread-safe and share ownership
-  // of what it reads (as exit callbacks do). Thread-safe.
+  // Adds samples to each scrape until RemoveMetricsSource(the id returned) (the owner of what
+  // it reads removes it when it goes, so that a new owner of the same labels, a KVWorker built
+  // again, is not scraped next to the old one). A source is called on an exposer thread,
+  // concurrently with everything else, and may run once more while it is removed: it must be
+  // thread-safe and share ownership of what it reads (as exit callbacks do). Thread-safe.
   using MetricsSource = std::function<void(std::vector<MetricSample>* out)>;
-  void AddMetricsSource(const MetricsSource& source);
+  int AddMetricsSource(const MetricsSource& source);
+  void RemoveMetricsSource(int id);
   std::vector<MetricsSource> metrics_sources() const;
 
   // Called after the van stopped, by the last Finalize.
@@ -225,7 +228,8 @@ class Postoffice {
   // Protected by sources_mu_, which a scrape takes (never start_mu_: Start and Finalize stop
   // the exposer, waiting for scrapes, while they hold start_mu_).
   mutable std::mutex sources_mu_;
-  std::vector<MetricsSource> metrics_sources_;
+  std::map<int, MetricsSource> metrics_sources_;  // by id, in the order they were added
+  int next_source_id_ = 0;
 
   // Protected by customers_mu_.
   mutable std::mutex customers_mu_;
