@@ -11,6 +11,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_DIR = os.path.join(ROOT, os.environ.get("PS_BUILD_DIR", "build"))
+# A sanitizer build (build/asan, build/tsan) runs several times slower.
+SANITIZED = os.path.basename(os.path.normpath(BUILD_DIR)) != "build"
 PS_JOB = os.path.join(BUILD_DIR, "tests", "integration", "ps_job")
 KV_JOB = os.path.join(BUILD_DIR, "tests", "integration", "kv_job")
 LAUNCH = os.path.join(ROOT, "tracker", "launch.py")

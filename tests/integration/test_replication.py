@@ -13,10 +13,11 @@ import threading
 import time
 import unittest
 
-from jobs import BUILD_DIR, LAUNCH, Job, free_port
+from jobs import BUILD_DIR, LAUNCH, SANITIZED, Job, free_port
 
 REPLICATION_JOB = os.path.join(BUILD_DIR, "tests", "integration", "replication_job")
-FAST = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "1.5"}
+# Deaths are found fast; a sanitizer build moving 200K keys a push can be silent for longer.
+FAST = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "4" if SANITIZED else "1.5"}
 SEED = int(os.environ.get("PS_TEST_SEED", str(random.SystemRandom().randrange(1 << 30))))
 print(f"test_replication: PS_TEST_SEED={SEED}", flush=True)
 
@@ -174,7 +175,7 @@ class ReplicationTest(unittest.TestCase):
             [sys.executable, LAUNCH, "-s", "3", "-n", "2", "--restart-failed-servers",
              "--scheduler-port", str(free_port()), "--timeout", "150",
              "--env", "PS_REPLICATION=2", "--env", "PS_HEARTBEAT_INTERVAL=0.2",
-             "--env", "PS_HEARTBEAT_TIMEOUT=1.5", "--",
+             "--env", "PS_HEARTBEAT_TIMEOUT=" + FAST["PS_HEARTBEAT_TIMEOUT"], "--",
              REPLICATION_JOB, "--rounds", "3000", "--round-ms", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addCleanup(lambda: p.poll() is None and p.kill())
