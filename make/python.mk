@@ -36,10 +36,12 @@ install-python: python
 	install -d $(PREFIX)/$(PY_SITE)/slackline
 	install -m 644 $(PY_MODULE) $(PY_PKG)/__init__.py $(PREFIX)/$(PY_SITE)/slackline/
 
-# tests/run_tests.py runs the module's suites (tests/python/) under this interpreter; in an
-# ASAN build, with the sanitizer's runtime preloaded (the interpreter is not built with it),
-# and libstdc++ after it: else ASAN's interceptor of C++ throws finds no real one and aborts.
+# tests/run_tests.py runs the module's suites (tests/python/) under this interpreter; in a
+# sanitizer build, with the sanitizer's runtime preloaded (the interpreter is not built with it,
+# and TSAN's runtime cannot be loaded with the module: its static TLS is taken by then). ASAN
+# needs libstdc++ after it: else its interceptor of C++ throws finds no real one and aborts.
 test: export PS_PYTHON := $(PYTHON)
 test: export PS_PYTHON_PRELOAD := $(if $(filter 1,$(ASAN)),$(shell $(CXX) \
-    -print-file-name=libasan.so) $(shell $(CXX) -print-file-name=libstdc++.so))
+    -print-file-name=libasan.so) $(shell $(CXX) -print-file-name=libstdc++.so))$(if \
+    $(filter 1,$(TSAN)),$(shell $(CXX) -print-file-name=libtsan.so))
 bench: python

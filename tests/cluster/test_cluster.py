@@ -99,6 +99,12 @@ class StreamedJob:
     def __init__(self, cluster, args, env=None):
         self.lines = []  # (monotonic seconds, "out" or "err", line)
         self._lock = threading.Lock()
+        # ssh and mpirun pass on only what the launcher exports: the sanitizers' options too
+        # (their suppressions of libzmq's uninstrumented hand-offs).
+        args = list(args)
+        at = args.index("--")
+        args[at:at] = [arg for name in ("TSAN_OPTIONS", "ASAN_OPTIONS") if name in os.environ
+                       for arg in ("--env", f"{name}={os.environ[name]}")]
         self.proc = cluster.popen(0, [sys.executable, str(LAUNCH), *map(str, args)], env=env,
                                   cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
