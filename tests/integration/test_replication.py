@@ -18,6 +18,7 @@ from jobs import BUILD_DIR, LAUNCH, SANITIZED, Job, free_port
 REPLICATION_JOB = os.path.join(BUILD_DIR, "tests", "integration", "replication_job")
 # Deaths are found fast; a sanitizer build moving 200K keys a push can be silent for longer.
 FAST = {"PS_HEARTBEAT_INTERVAL": "0.2", "PS_HEARTBEAT_TIMEOUT": "4" if SANITIZED else "1.5"}
+SLOW = 4 if SANITIZED else 1  # how much longer a job may take to end
 SEED = int(os.environ.get("PS_TEST_SEED", str(random.SystemRandom().randrange(1 << 30))))
 print(f"test_replication: PS_TEST_SEED={SEED}", flush=True)
 
@@ -64,7 +65,7 @@ class ReplicationTest(unittest.TestCase):
         r = self.at_random_round(job, rounds)
         os.killpg(victim.proc.pid, signal.SIGKILL)
         survivors = [n for n in job.nodes if n is not victim]
-        job.wait(timeout=90, nodes=survivors)
+        job.wait(timeout=90 * SLOW, nodes=survivors)
         with self.subTest(rank=rank, round=r, seed=SEED):
             self.assert_exact(job, survivors)
 
@@ -88,7 +89,7 @@ class ReplicationTest(unittest.TestCase):
         self.assertIn("failover to epoch 1", scheduler.stderr(), job.report())
         # Back while the job still runs: it must exit, saying it was replaced, and change nothing.
         os.killpg(victim.proc.pid, signal.SIGCONT)
-        job.wait(timeout=90)
+        job.wait(timeout=90 * SLOW)
         self.assertEqual(victim.proc.returncode, 1, job.report())
         self.assertRegex(victim.stderr(), r"error: server \d: server \d \(node \d+ at [^)]+\) "
                                           r"was replaced: it was declared dead \(.*sent no "
@@ -131,7 +132,7 @@ class ReplicationTest(unittest.TestCase):
         self.assertNotIn(f"round {rounds - 1}\n", worker.stdout(), "too late: " + job.report())
         os.killpg(second.proc.pid, signal.SIGKILL)
         survivors = [n for n in job.nodes if n not in (victim, second)]
-        self.wait_job(job, 120, survivors)
+        self.wait_job(job, 120 * SLOW, survivors)
         with self.subTest(first=first, round=r, seed=SEED):
             self.assert_exact(job, survivors)
             self.assertIn("every key range is on 2 servers again", scheduler.stderr(),
@@ -163,7 +164,7 @@ class ReplicationTest(unittest.TestCase):
         self.wait_for_log(scheduler, "every key range is on 2 servers again", 60, job)
         # Back: whatever it sends comes on a connection that no longer holds its node's id.
         os.killpg(victim.proc.pid, signal.SIGCONT)
-        self.wait_job(job, 120)
+        self.wait_job(job, 120 * SLOW)
         self.assertNotEqual(victim.proc.returncode, 0, job.report())
         self.assertIn(f"server rank {rank}", replacement.stdout(), job.report())
         self.assert_exact(job, [n for n in job.nodes if n is not victim])
