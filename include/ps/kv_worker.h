@@ -441,12 +441,7 @@ class KVWorker : public SimpleApp {
     obj_->Submit(ts, [this, ts, filtered, msgs = std::move(msgs)]() mutable {
       for (Message& msg : msgs) {
         if (filtered) filters_->Encode(false, &msg);
-        Status sent = postoffice_->van()->TrySend(msg);
-        // The answer will not come: the request fails naming the server.
-        if (!sent.ok()) {
-          obj_->FailSend(ts, msg.meta.recver,
-                         sent.Prefixed("request " + std::to_string(ts) + " failed: "));
-        }
+        SendRequest(ts, msg);
       }
     });
     return ts;
@@ -797,8 +792,9 @@ class KVWorker : public SimpleApp {
   }
 
   // A server's filter could not decode request "notice.meta.timestamp" (a key list it no
-  // longer holds) and asks for it again: it is encoded anew, in full, and sent again. Runs on
-  // the customer thread, which takes the requests sent to a worker.
+  // longer holds) and asks for it again: it is encoded anew, in full, and sent again; if that
+  // send fails, the request fails naming the server. Runs on the customer thread, which takes
+  // the requests sent to a worker.
   void SendAgain(const Message& notice) {
     const int sender = notice.meta.sender;
     if (!notice.meta.filter_miss || notice.meta.filters.size() != 1) {
@@ -829,7 +825,7 @@ class KVWorker : public SimpleApp {
     Message again = sent[rank];
     filters_->CountResend(notice.meta.filters[0].name);
     filters_->Encode(true, &again);
-    postoffice_->van()->Send(again);
+    SendRequest(notice.meta.timestamp, again);
   }
 
   // Constant after construction; thread-safe.

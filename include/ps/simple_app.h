@@ -56,9 +56,7 @@ class SimpleApp {
     msg.meta.customer_id = obj_->customer_id();
     for (int r : postoffice_->GetNodeIDs(recv_id)) {
       msg.meta.recver = r;
-      Status s = postoffice_->van()->TrySend(msg);
-      // The answer will not come: the request fails naming the receiver.
-      if (!s.ok()) obj_->FailSend(ts, r, s.Prefixed("request " + std::to_string(ts) + " failed: "));
+      SendRequest(ts, msg);
     }
     return ts;
   }
@@ -121,6 +119,16 @@ class SimpleApp {
   std::shared_ptr<Handle> request_handle_;   // protected by handle_mu_
   std::shared_ptr<Handle> response_handle_;  // protected by handle_mu_
   std::unique_ptr<Customer> obj_;
+
+  // Sends "msg", a message of request "ts", to msg.meta.recver. A send that fails fails the
+  // request naming the receiver: its answer will not come.
+  void SendRequest(int ts, Message& msg) {
+    Status s = postoffice_->van()->TrySend(msg);
+    if (!s.ok()) {
+      obj_->FailSend(ts, msg.meta.recver,
+                     s.Prefixed("request " + std::to_string(ts) + " failed: "));
+    }
+  }
 
   // Runs the request or response handle on a SimpleApp message.
   void Process(const Message& msg) {

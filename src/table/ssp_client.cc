@@ -60,13 +60,16 @@ void SSPClient::Drop(const Message& msg, const Status& why) {
   }
 }
 
-void SSPClient::SendRead(int thread, int need, const ssp::RowKey& key) {
+Status SSPClient::SendRead(int thread, int need, const ssp::RowKey& key) {
   Van* van = postoffice_->van();
-  if (!van) return;
+  if (!van) return Status::Shutdown("SSP read before Start");
   Message msg = ssp::NewMessage(app_id_, ssp::kRead,
                                 Postoffice::ServerRankToID(ssp::ServerOf(key, num_servers_)));
   msg.AddData(SArray<int64_t>{key.table, static_cast<int64_t>(key.row), thread, need});
-  van->Send(msg);
+  Status s = van->TrySend(msg);
+  if (s.ok()) return s;
+  return s.Prefixed("SSP read of row " + std::to_string(key.row) + " of table " +
+                    std::to_string(key.table) + ": ");
 }
 
 Status SSPClient::CheckPeers(int server) {
@@ -100,9 +103,14 @@ Status SSPClient::Read(int thread, int clock, int need, const ssp::RowKey& key,
     InFlight& f = inflight_[key];
     const bool pushed = options_.eager && it != cache_.end();
     if (!pushed && (f.outstanding == 0 || f.max_need < need)) {
+      Status sent = SendRead(thread, need, key);
+      if (!sent.ok()) {
+        // Its answer will not come: the read fails naming the server.
+        if (f.outstanding == 0) inflight_.erase(key);
+        return sent;
+      }
       f.max_need = f.outstanding == 0 ? need : std::max(f.max_need, need);
       ++f.outstanding;
-      SendRead(thread, need, key);
     }
     cv_.wait_for(lk, kPeerCheck);
     it = cache_.find(key);
@@ -163,7 +171,8 @@ Status SSPClient::Flush(int thread, int clock, ssp::RowMap log) {
     Message msg = ssp::NewMessage(app_id_, ssp::kClock, Postoffice::ServerRankToID(s));
     msg.AddData(SArray<int64_t>{thread, clock});
     ssp::AppendRows(tables_, keys[s], rows[s], &msg);
-    if (van->Send(msg) < 0) return Status::Shutdown("SSP Clock: the node is stopping");
+    Status sent = van->TrySend(msg);
+    if (!sent.ok()) return sent.Prefixed("SSP Clock: ");
   }
   counters_->Update([](SSPStats* st) { ++st->clocks; });
   return Status::OK();
@@ -220,7 +229,8 @@ Status SSPClient::CheckpointServers(int clock, std::vector<CheckpointFile>* file
   for (int s = 0; s < num_servers_; ++s) {
     Message msg = ssp::NewMessage(app_id_, ssp::kCheckpoint, Postoffice::ServerRankToID(s));
     msg.AddData(SArray<int64_t>{clock});
-    if (van->Send(msg) < 0) return Status::Shutdown("SSP checkpoint: the node is stopping");
+    Status sent = van->TrySend(msg);
+    if (!sent.ok()) return sent.Prefixed("SSP checkpoint: ");
   }
   std::unique_lock<std::mutex> lk(mu_);
   while (static_cast<int>(checkpoint_answers_.size()) < num_servers_) {

@@ -78,7 +78,9 @@ class SSPClient {
   };
 
   void Drop(const Message& msg, const Status& why);
-  void SendRead(int thread, int need, const ssp::RowKey& key);
+  // Asks the server of "key" for its row at clock "need" or later; fails, naming the server,
+  // when the request cannot be sent. REQUIRES: mu_ held.
+  Status SendRead(int thread, int need, const ssp::RowKey& key);
   // Why a read waiting for server "server" cannot finish, if it cannot: a dead peer, or Stop.
   Status CheckPeers(int server);
   // Caches a row that server "server" sent at global clock "global"; "own" are the clocks of

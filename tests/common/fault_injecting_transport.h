@@ -72,8 +72,11 @@ class FaultInjectingTransport : public Transport {
   // With "on", every message from and to every peer vanishes: the node is cut off from the
   // network (until Isolate(false)).
   void Isolate(bool on) { isolated_ = on; }
-  // Sends to node "id" fail from now on (0: none).
-  void FailSendsTo(int id) { fail_sends_to_ = id; }
+  // Sends to node "id" fail from now on (0: none), once the next "after" sends to it went.
+  void FailSendsTo(int id, int after = 0) {
+    sends_before_failing_ = after;
+    fail_sends_to_ = id;
+  }
   // Calls "watch(id)" on every peer address set from now on (a replacement taking a dead
   // node's id), before the real transport gets it, on the thread that sets it.
   void WatchAddressChanges(std::function<void(int id)> watch) {
@@ -111,7 +114,7 @@ class FaultInjectingTransport : public Transport {
   ConnectionCounts connection_counts() const override { return inner_->connection_counts(); }
   Status Send(int id, const std::string& meta, const std::vector<SArray<char>>& data,
               size_t* bytes) override {
-    if (id != 0 && id == fail_sends_to_.load()) {
+    if (id != 0 && id == fail_sends_to_.load() && sends_before_failing_.fetch_sub(1) <= 0) {
       std::lock_guard<std::mutex> lk(mu_);
       ++counts_.failed_sends;
       return Status::IOError("injected send failure");
@@ -229,6 +232,7 @@ class FaultInjectingTransport : public Transport {
   const std::unique_ptr<Transport> inner_;
   std::atomic<int> cut_{0};
   std::atomic<int> fail_sends_to_{0};
+  std::atomic<int> sends_before_failing_{0};  // of those to fail_sends_to_, still to go
   std::atomic<bool> isolated_{false};
 
   // Protected by mu_.

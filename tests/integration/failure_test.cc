@@ -11,12 +11,21 @@
 #include "common/fault_injecting_transport.h"
 #include "common/test_util.h"
 #include "ps/kv_app.h"
+#include "ps/ssp_table.h"
 
 namespace ps {
 namespace {
 
 constexpr int kServersAndWorkers = kServerGroup + kWorkerGroup;
 const test::Env kFastHeartbeat = {{"PS_HEARTBEAT_INTERVAL", "0.1"}, {"PS_HEARTBEAT_TIMEOUT", "1"}};
+
+// The stats of filter "name" (empty ones if it has none).
+FilterStats Find(const std::vector<FilterStats>& stats, const std::string& name) {
+  for (const FilterStats& f : stats) {
+    if (f.name == name) return f;
+  }
+  return FilterStats();
+}
 
 // Runs "fn" and fails the test if it does not return within "seconds": a deadlock ends the
 // test binary (a hung thread cannot be joined) instead of hanging the suite.
@@ -36,12 +45,15 @@ void WithinSeconds(double seconds, const std::string& what, const std::function<
 }
 
 // A job of one server with the default handle and "workers" workers; "work" runs on each
-// worker with its KVWorker.
+// worker with its KVWorker. "configure" may give nodes their own variables (LocalJob::Configure),
+// then "setup" sees each node before it starts.
 void RunKVJob(int servers, int workers,
               const std::function<void(Postoffice*, KVWorker<float>*)>& work,
               const test::Env& extra = {},
-              const std::function<void(Postoffice*, const std::string&, int)>& setup = nullptr) {
+              const std::function<void(Postoffice*, const std::string&, int)>& setup = nullptr,
+              const std::function<void(test::LocalJob*)>& configure = nullptr) {
   test::LocalJob job(servers, workers, extra);
+  if (configure) configure(&job);
   if (setup) {
     int counts[3] = {0, 0, 0};
     for (int i = 0; i < job.num_nodes(); ++i) {
@@ -152,6 +164,106 @@ TEST(Failure, FailedSendFailsTheRequestNamingThePeer) {
                 test::FaultInjectingTransport::Factory({}, &worker_transport));
           }
         });
+  });
+}
+
+// Defect 4, the resend: a server whose key cache lost a key list asks the worker for the
+// request again; when that second send fails, the request fails naming the server instead of
+// waiting forever.
+TEST(Failure, FailedResendFailsTheRequestNamingThePeer) {
+  std::atomic<test::FaultInjectingTransport*> worker_transport{nullptr};
+  const int kServer = Postoffice::ServerRankToID(0);
+  WithinSeconds(30, "a push whose resend fails", [&] {
+    RunKVJob(
+        1, 1,
+        [&](Postoffice*, KVWorker<float>* kv) {
+          ASSERT_TRUE(kv->set_filters("key_cache").ok());
+          const size_t n = 65536;
+          std::vector<SArray<Key>> lists;
+          for (Key offset = 0; offset < 3; ++offset) {
+            SArray<Key> keys(n);
+            for (size_t i = 0; i < n; ++i) keys[i] = static_cast<Key>(i) * 3 + offset;
+            lists.push_back(keys);
+          }
+          SArray<float> ones(n, 1);
+          for (const auto& keys : lists) ASSERT_TRUE(kv->TryWait(kv->ZPush(keys, ones)).ok());
+          // The first list again: its signature goes out, the server asks for the list, and
+          // the send of the list fails.
+          worker_transport.load()->FailSendsTo(kServer, 1);
+          Status s = kv->TryWait(kv->ZPush(lists[0], ones));
+          EXPECT_EQ(s.code(), Status::Code::kIOError) << s.message();
+          EXPECT_NE(s.message().find("cannot send to server 0 (node 8 at "), std::string::npos)
+              << s.message();
+          EXPECT_NE(s.message().find("injected send failure"), std::string::npos) << s.message();
+          EXPECT_EQ(Find(kv->filter_stats(), "key_cache").resent, 1U);
+          // The server applied nothing of it: the first push alone is in the sums.
+          worker_transport.load()->FailSendsTo(0);
+          SArray<float> out;
+          ASSERT_TRUE(kv->TryWait(kv->ZPull(lists[0], &out)).ok());
+          ASSERT_EQ(out.size(), n);
+          for (size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], 1) << i;
+        },
+        {},
+        [&](Postoffice* po, const std::string& role, int) {
+          if (role == "worker") {
+            po->set_transport_factory(
+                test::FaultInjectingTransport::Factory({}, &worker_transport));
+          }
+        },
+        // The server keeps 1 MB of key lists: of three lists of 512 KiB, the oldest is
+        // forgotten; the worker keeps them all.
+        [](test::LocalJob* job) {
+          job->Configure(1, {{"PS_KEY_CACHE_MB", "1"}});
+        });
+  });
+}
+
+// Defect 4 in the SSP tables: a read whose request cannot be sent fails naming the server
+// instead of waiting forever, and so does a clock that cannot reach a server (it said "the
+// node is stopping").
+TEST(Failure, SSPReadAndClockWhoseSendsFailNameTheServer) {
+  std::atomic<test::FaultInjectingTransport*> worker_transport{nullptr};
+  test::LocalJob job(1, 1);
+  job.node(2)->set_transport_factory(test::FaultInjectingTransport::Factory({}, &worker_transport));
+  const std::vector<SSPTableConfig> tables = {{/*table_id=*/0, /*row_width=*/2, /*staleness=*/0}};
+  WithinSeconds(30, "SSP calls whose sends fail", [&] {
+    job.Run([&](Postoffice* po, const std::string& role, int) {
+      ASSERT_TRUE(po->TryStart(0).ok());
+      if (role == "scheduler") {
+        EXPECT_TRUE(po->TryFinalize(0).ok());
+        return;
+      }
+      {
+        SSPTableGroup group(1, tables, SSPOptions(), po);
+        ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+        if (role == "worker") {
+          SSPWorker w(&group, 0);
+          SSPTable t = w.table(0);
+          SSPRow row;
+          worker_transport.load()->FailSendsTo(Postoffice::ServerRankToID(0));
+          Status s = t.Get(3, &row);
+          EXPECT_EQ(s.code(), Status::Code::kIOError) << s.message();
+          EXPECT_NE(s.message().find("SSP read of row 3 of table 0: cannot send to server 0 "
+                                     "(node 8 at "),
+                    std::string::npos)
+              << s.message();
+          // The server is there: with sends working again the row comes.
+          worker_transport.load()->FailSendsTo(0);
+          ASSERT_TRUE(t.Get(3, &row).ok());
+          EXPECT_EQ(row.values, (std::vector<double>{0, 0}));
+          ASSERT_TRUE(t.Inc(3, 1, 2).ok());
+          worker_transport.load()->FailSendsTo(Postoffice::ServerRankToID(0));
+          s = w.Clock();
+          EXPECT_EQ(s.code(), Status::Code::kIOError) << s.message();
+          EXPECT_NE(s.message().find("SSP Clock: cannot send to server 0 (node 8 at "),
+                    std::string::npos)
+              << s.message();
+          worker_transport.load()->FailSendsTo(0);
+        }
+        ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      }
+      EXPECT_TRUE(po->TryFinalize(0).ok());
+    });
   });
 }
 
