@@ -394,6 +394,64 @@ TEST(Failure, HungNodeIsFoundByHeartbeatsAndNamedToEveryNode) {
   }
 }
 
+// Heartbeats lost now and then, below the timeout, declare no node dead: the scheduler loses a
+// share of everything it receives, heartbeats included, for more than three heartbeat timeouts
+// while the workers push, and the job ends as without (exact sums, every barrier passes).
+TEST(Failure, HeartbeatsLostBelowTheTimeoutDeclareNoNodeDead) {
+  std::atomic<test::FaultInjectingTransport*> scheduler{nullptr};
+  test::LocalJob job(1, 2, kFastHeartbeat);
+  job.node(0)->set_transport_factory(test::FaultInjectingTransport::Factory({}, &scheduler));
+  test::FaultInjectingTransport::Options lossy;
+  lossy.seed = 11;
+  lossy.drop = 0.3;
+  lossy.control_too = true;
+  // Three nodes send 10 heartbeats a second: 100 of them take more than three timeouts (1 s).
+  const uint64_t kHeard = 100;
+  std::atomic<bool> lossy_over{false};
+  std::atomic<int> pushes{0};
+  test::FaultInjectingTransport::Counts counts;
+  job.Run([&](Postoffice* po, const std::string& role, int) {
+    ASSERT_TRUE(po->TryStart(0).ok());
+    if (role == "scheduler") {
+      scheduler.load()->SetOptions(lossy);
+      EXPECT_TRUE(test::WaitFor(
+          [&] {
+            auto c = scheduler.load()->counts();
+            return c.passed + c.dropped >= kHeard;
+          },
+          20));
+      scheduler.load()->SetOptions({});
+      counts = scheduler.load()->counts();
+      lossy_over = true;  // barriers go through the scheduler: they wait for this
+      EXPECT_TRUE(po->TryFinalize(0).ok());
+      return;
+    }
+    if (role == "server") {
+      KVServer<float> server(0, po);
+      server.set_request_handle(KVServerDefaultHandle<float>());
+      ASSERT_TRUE(test::WaitFor([&] { return lossy_over.load(); }, 30));
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+    } else {
+      KVWorker<float> kv(0, 0, po);
+      while (!lossy_over) {
+        ASSERT_TRUE(kv.TryWait(kv.Push({1, kMaxKey}, {1, 2})).ok());
+        ++pushes;
+      }
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());  // every push is in
+      std::vector<float> out;
+      ASSERT_TRUE(kv.TryWait(kv.Pull({1, kMaxKey}, &out)).ok());
+      const float n = static_cast<float>(pushes.load());
+      EXPECT_EQ(out, (std::vector<float>{n, 2 * n}));
+      ASSERT_TRUE(po->TryBarrier(0, kServersAndWorkers).ok());
+    }
+    EXPECT_TRUE(po->TryFinalize(0).ok());
+  });
+  EXPECT_GE(counts.passed + counts.dropped, kHeard);
+  EXPECT_GT(counts.dropped, kHeard / 10);  // about 30
+  EXPECT_GT(counts.passed, counts.dropped);
+}
+
 // Delayed, reordered and duplicated messages change nothing in the sums: responses are matched
 // by timestamp and sender, and a second copy of one is dropped and counted.
 TEST(Failure, DelayedReorderedAndDuplicatedResponsesChangeNothing) {
