@@ -5,8 +5,10 @@
 // meet in a barrier of all workers. Servers count the requests and check, at the end, that they
 // got exactly workers x rounds. Exit 0 when every number is right.
 //
-//   ps_job [--rounds N] [--round-ms MS] [--count-after-answer MS] [--wait-in-callback RANK]
+//   ps_job [--rounds N] [--round-ms MS] [--round-barrier 0|1] [--count-after-answer MS]
+//          [--wait-in-callback RANK]
 //
+// --round-barrier 0: workers do not meet after each round; each waits for the servers only.
 // --count-after-answer: servers count each request MS milliseconds after answering it, and
 // check the count after Finalize (which returns once every request was handled).
 // --wait-in-callback: the worker of rank RANK calls Wait from a response handler in round 3,
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   const int round_ms = IntFlag(argc, argv, "--round-ms", 0);
   const int count_after = IntFlag(argc, argv, "--count-after-answer", -1);
   const int wait_in_callback = IntFlag(argc, argv, "--wait-in-callback", -1);
+  const bool round_barrier = IntFlag(argc, argv, "--round-barrier", 1) != 0;
   ps::Start(0, argv[0]);
   int status = 0;
   const int both = ps::kServerGroup + ps::kWorkerGroup;
@@ -69,7 +72,7 @@ int main(int argc, char** argv) {
     ps::Postoffice::Get()->Barrier(0, both);  // every server is ready to count
     for (int r = 0; r < rounds; ++r) {
       app.Wait(app.Request(r, "", ps::kServerGroup));
-      ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);
+      if (round_barrier) ps::Postoffice::Get()->Barrier(0, ps::kWorkerGroup);
       std::printf("worker %d round %d\n", ps::MyRank(), r);
       std::fflush(stdout);
       if (round_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(round_ms));

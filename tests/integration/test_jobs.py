@@ -63,8 +63,11 @@ class JobTest(unittest.TestCase):
             self.assertIn(f"worker {rank} (node", n.stderr(), job.report())
             self.assertIn("its connection broke", n.stderr(), job.report())
 
-    def test_frozen_worker_is_found_by_heartbeats_and_named_to_every_node(self):
-        job = self.run_job(1, 2, env=FAST_HEARTBEAT, args=["--rounds", "100000", "--round-ms", "5"])
+    def check_frozen_worker_is_named_to_every_node(self, args=()):
+        """Freezes a worker of a ps_job run with "args" once both workers are past round 3: the
+        others exit within the heartbeat timeout and a bit, each naming the frozen worker."""
+        job = self.run_job(1, 2, env=FAST_HEARTBEAT,
+                           args=["--rounds", "100000", "--round-ms", "5", *args])
         workers = job.role("worker")
         for w in workers:
             self.assertTrue(job.wait_for_output(w, "round 3", 30), job.report())
@@ -82,6 +85,15 @@ class JobTest(unittest.TestCase):
             # The surviving worker blames the frozen one, not the scheduler.
             self.assertIn(f"worker {rank} (node", n.stderr(), job.report())
             self.assertIn("sent no heartbeat", n.stderr(), job.report())
+            self.assertNotIn("lost contact with the scheduler", n.stderr(), job.report())
+
+    def test_frozen_worker_is_found_by_heartbeats_and_named_to_every_node(self):
+        self.check_frozen_worker_is_named_to_every_node()
+
+    def test_frozen_worker_is_named_to_workers_that_do_not_wait_for_it(self):
+        # The surviving worker waits for the servers only, never for the frozen one: it learns
+        # of the freeze from the scheduler, which ends the job naming the frozen worker.
+        self.check_frozen_worker_is_named_to_every_node(["--round-barrier", "0"])
 
     def test_worker_that_fails_on_an_error_ends_the_job_at_once_with_its_reason(self):
         job = self.run_job(1, 2, args=["--rounds", "100000", "--round-ms", "5",
