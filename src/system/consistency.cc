@@ -1,6 +1,8 @@
 // Consistency models: parsing (PS_CONSISTENCY, set_consistency) and printing.
 #include "ps/consistency.h"
 
+#include "ps/internal/env.h"
+
 namespace ps {
 Status Consistency::Parse(const std::string& spec, Consistency* out) {
   auto bad = [&](const std::string& why) {
@@ -13,14 +15,8 @@ Status Consistency::Parse(const std::string& spec, Consistency* out) {
     *out = Eventual();
   } else if (spec.compare(0, 8, "bounded:") == 0) {
     const std::string n = spec.substr(8);
-    size_t used = 0;
     long tau = -1;
-    try {
-      tau = std::stol(n, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (n.empty() || used != n.size() || tau < 0 || tau > (1 << 20)) {
+    if (!Environment::ParseInt(n, &tau) || tau < 0 || tau > (1 << 20)) {
       return bad("the delay " + n + " is not a number from 0 to 1048576");
     }
     *out = BoundedDelay(static_cast<int>(tau));

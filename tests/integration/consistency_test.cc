@@ -262,7 +262,8 @@ TEST(Consistency, ChosenWithoutCodeChangesThroughTheEnvironment) {
 }
 
 TEST(Consistency, BadModelInTheEnvironmentFailsStart) {
-  for (const char* bad : {"bounded", "bounded:-1", "bounded:x", "strict"}) {
+  for (const char* bad :
+       {"bounded", "bounded:-1", "bounded:x", "bounded:3x", "bounded:1048577", "strict"}) {
     Postoffice po(test::NodeEnv("worker", test::FreePort(), 1, 1, {{"PS_CONSISTENCY", bad}}));
     Status s = po.TryStart(0);
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad;
