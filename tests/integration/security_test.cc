@@ -245,7 +245,12 @@ TEST(Security, OversizedFramesDisconnectThePeerBeforeTheirBytesAreHeld) {
     }
     // Nothing of the 256 MB reached the node; what the rogue itself held is gone with it.
     EXPECT_LT(server->bytes_received() - received, 1U << 20);
+#ifndef __SANITIZE_ADDRESS__
+    // (ASAN keeps freed memory in its quarantine, so there the rogue's own buffers stay resident.)
     EXPECT_LT(ResidentMB() - rss, 64);
+#else
+    (void)rss;
+#endif
   });
 }
 
