@@ -22,8 +22,9 @@ NOT_STEPS = ("bash make/install_deps.sh", "python3 tests/run_tests.py")
 
 def dry_run(*args):
     """The command lines of `make -n -B test` (continuation lines joined to theirs)."""
+    # The default build's steps, also when this runs under make test ASAN=1 or TSAN=1.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "V")}
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "V", "ASAN", "TSAN")}
     p = subprocess.run(["make", "-n", "-B", *args, "test"], cwd=ROOT, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     if p.returncode != 0:
