@@ -22,6 +22,15 @@ namespace {
 
 constexpr int kBoth = kServerGroup + kWorkerGroup;
 
+// A server of these tests: sums pushes until the workers are done; returns how the barrier
+// that says so ended (a server replaced meanwhile is told there).
+Status ServeUntilTheWorkersAreDone(Postoffice* po) {
+  KVServer<float> server(0, po);
+  server.set_request_handle(KVServerDefaultHandle<float>());
+  Status s = po->TryBarrier(0, kBoth);
+  return s.ok() ? po->TryBarrier(0, kBoth) : s;
+}
+
 TEST(Replication, ServerCutOffIsReplacedThenFencedWhenItComesBackAndSumsStayExact) {
   const test::Env env = {
       {"PS_HEARTBEAT_INTERVAL", "0.1"}, {"PS_HEARTBEAT_TIMEOUT", "1"}, {"PS_REPLICATION", "2"}};
@@ -49,10 +58,7 @@ TEST(Replication, ServerCutOffIsReplacedThenFencedWhenItComesBackAndSumsStayExac
       return;
     }
     if (role == "server") {
-      KVServer<float> server(0, po);
-      server.set_request_handle(KVServerDefaultHandle<float>());
-      ASSERT_TRUE(po->TryBarrier(0, kBoth).ok());
-      Status s = po->TryBarrier(0, kBoth);  // the workers are done
+      Status s = ServeUntilTheWorkersAreDone(po);
       if (index == 1) {
         std::lock_guard<std::mutex> lk(mu);
         fenced = s.message();
@@ -167,10 +173,7 @@ TEST(Replication, NothingMeantForAReplacementGoesToTheServerItReplaces) {
       return;
     }
     if (role == "server") {
-      KVServer<float> server(0, po);
-      server.set_request_handle(KVServerDefaultHandle<float>());
-      ASSERT_TRUE(po->TryBarrier(0, kBoth).ok());
-      Status s = po->TryBarrier(0, kBoth);  // the workers are done
+      Status s = ServeUntilTheWorkersAreDone(po);
       if (po == cut_off) {
         std::lock_guard<std::mutex> lk(mu);
         cut_off_end = s.ok() ? "ok" : s.message();
